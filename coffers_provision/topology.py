@@ -1,0 +1,171 @@
+"""The NUMA topology model and CPU-list helpers.
+
+Node ids are kernel ids (sparse: 0, 8, 252, ...) and are never used as indices.
+Anything the source did not print is None, never guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+
+class TopologyError(ValueError):
+    """Text that is not a topology we understand. `line` is 1-based when known."""
+
+    def __init__(self, message: str, *, source: str = "<text>", line: int | None = None):
+        self.message, self.source, self.line = message, source, line
+        where = f"{source}:{line}" if line else source
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Node:
+    id: int
+    cpus: tuple[int, ...] | None  # None: the source did not list CPUs
+    size_mb: int | None
+    free_mb: int | None
+
+    @property
+    def has_memory(self) -> bool:
+        return bool(self.size_mb)
+
+    @property
+    def has_cpus(self) -> bool:
+        return bool(self.cpus)
+
+
+@dataclass(frozen=True)
+class Topology:
+    numa_available: bool
+    nodes: tuple[Node, ...]
+    distances: tuple[tuple[int, ...], ...] | None  # rows/columns in `nodes` order
+    source: str = "numactl"  # "numactl" or "sysfs": how the facts were read
+
+    # -- lookups ---------------------------------------------------------
+    @property
+    def node_ids(self) -> list[int]:
+        return [n.id for n in self.nodes]
+
+    def node(self, node_id: int) -> Node:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(f"no NUMA node {node_id}")
+
+    def distance(self, a: int, b: int) -> int | None:
+        if self.distances is None:
+            return None
+        ids = self.node_ids
+        return self.distances[ids.index(a)][ids.index(b)]
+
+    # -- derived facts ---------------------------------------------------
+    @property
+    def memory_nodes(self) -> list[int]:
+        return [n.id for n in self.nodes if n.has_memory]
+
+    @property
+    def cpu_nodes(self) -> list[int]:
+        return [n.id for n in self.nodes if n.has_cpus]
+
+    @property
+    def cpuless_memory_nodes(self) -> list[int]:
+        """Memory with no CPUs of its own: CXL expanders, HBM, PMEM, GPU memory."""
+        return [n.id for n in self.nodes if n.has_memory and n.cpus is not None and not n.cpus]
+
+    @property
+    def memoryless_cpu_nodes(self) -> list[int]:
+        return [n.id for n in self.nodes if n.has_cpus and n.size_mb == 0]
+
+    def nearest_cpu_node(self, node_id: int) -> int | None:
+        """The CPU node closest to `node_id` (itself when it has CPUs); ties go to the lower id."""
+        if self.node(node_id).has_cpus:
+            return node_id
+        if self.distances is None or not self.cpu_nodes:
+            return None
+        return min(self.cpu_nodes, key=lambda c: (self.distance(node_id, c), c))
+
+    # -- serialisation ---------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """The `topology parse --json` contract (ARCHITECTURE.md §4)."""
+        return {
+            "numa_available": self.numa_available,
+            "nodes": [
+                {
+                    "id": n.id,
+                    "cpus": list(n.cpus) if n.cpus is not None else None,
+                    "size_mb": n.size_mb,
+                    "free_mb": n.free_mb,
+                }
+                for n in self.nodes
+            ],
+            "distances": [list(r) for r in self.distances] if self.distances is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = "numactl") -> Topology:
+        nodes = tuple(
+            Node(
+                id=n["id"],
+                cpus=tuple(n["cpus"]) if n.get("cpus") is not None else None,
+                size_mb=n.get("size_mb"),
+                free_mb=n.get("free_mb"),
+            )
+            for n in data["nodes"]
+        )
+        dist = data.get("distances")
+        return cls(
+            numa_available=data["numa_available"],
+            nodes=nodes,
+            distances=tuple(tuple(r) for r in dist) if dist is not None else None,
+            source=data.get("source", source),
+        )
+
+    def fingerprint(self) -> str:
+        """A stable hash of the hardware shape (ids, CPUs, sizes, distances), not of free memory."""
+        shape = {
+            "nodes": [[n.id, list(n.cpus or ()), n.size_mb] for n in self.nodes],
+            "distances": self.to_json()["distances"],
+        }
+        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- CPU / node list syntax ("0-3,8,10-14:2") --------------------------------
+
+_RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
+
+
+def parse_cpulist(text: str) -> list[int]:
+    """Parse the kernel's list syntax: `0-3,8,10-14`, with an optional `:stride`."""
+    text = text.strip()
+    if not text:
+        return []
+    out: list[int] = []
+    for part in text.split(","):
+        m = _RANGE.match(part.strip())
+        if not m:
+            raise ValueError(f"bad CPU list element {part!r} in {text!r}")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        step = int(m.group(3)) if m.group(3) else 1
+        if hi < lo or step < 1:
+            raise ValueError(f"bad CPU range {part!r} in {text!r}")
+        out.extend(range(lo, hi + 1, step))
+    return out
+
+
+def format_cpulist(ids: Iterable[int]) -> str:
+    """The inverse of parse_cpulist, with runs compressed: [0,1,2,5] -> '0-2,5'."""
+    ids = sorted(set(ids))
+    parts: list[str] = []
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
+        i = j + 1
+    return ",".join(parts)
