@@ -1,0 +1,202 @@
+"""YAML documents that remember where each value came from, and JSON Schema checks that say so.
+
+Every problem becomes a `Diagnostic` printed as `FILE:LINE:COL: json.path: message`
+(1-based line and column of the offending YAML node).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from .resources import schema_path
+
+JsonPath = tuple[str | int, ...]
+_SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def format_path(path: JsonPath) -> str:
+    out = "$"
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _SIMPLE_KEY.match(part):
+            out += f".{part}"
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    file: str
+    line: int
+    col: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.path}: {self.message}"
+
+
+@dataclass
+class Located:
+    """Plain data loaded from YAML, plus the 1-based (line, col) of every value and mapping key."""
+
+    file: str
+    data: Any
+    values: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, path: JsonPath, *, key: bool = False) -> tuple[int, int]:
+        """The position of `path` (its key when `key`), or of its nearest located ancestor."""
+        table = self.keys if key else self.values
+        if path in table:
+            return table[path]
+        for n in range(len(path), -1, -1):
+            if path[:n] in self.values:
+                return self.values[path[:n]]
+        return (1, 1)
+
+    def diag(self, path: JsonPath, message: str, *, key: bool = False) -> Diagnostic:
+        line, col = self.where(path, key=key)
+        return Diagnostic(self.file, line, col, format_path(path), message)
+
+
+class YamlError(Exception):
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+        super().__init__(str(diagnostic))
+
+
+def _pos(mark: yaml.Mark) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1)
+
+
+def load_yaml(path: str | Path, text: str | None = None) -> Located:
+    """Load one YAML document with positions. Duplicate keys and non-scalar keys are errors."""
+    file = str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise YamlError(Diagnostic(file, 1, 1, "$", f"cannot read: {e.strerror}")) from None
+        except UnicodeDecodeError:
+            raise YamlError(Diagnostic(file, 1, 1, "$", "not UTF-8 text")) from None
+    loader = yaml.SafeLoader(text)
+    located = Located(file=file, data=None)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            located.data = _convert(loader, node, (), located)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = _pos(mark) if mark else (1, 1)
+        problem = e.problem or "YAML error"
+        if e.context:
+            problem = f"{e.context}: {problem}"
+        raise YamlError(Diagnostic(file, line, col, "$", f"YAML syntax error: {problem}")) from None
+    except yaml.YAMLError as e:
+        raise YamlError(Diagnostic(file, 1, 1, "$", f"YAML error: {e}")) from None
+    finally:
+        loader.dispose()
+    return located
+
+
+def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: JsonPath, located: Located) -> Any:
+    located.values[path] = _pos(node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves `<<` merge keys
+        out: dict[str, Any] = {}
+        for knode, vnode in node.value:
+            if not isinstance(knode, yaml.ScalarNode):
+                raise yaml.MarkedYAMLError(problem="mapping keys must be plain scalars", problem_mark=knode.start_mark)
+            key = loader.construct_object(knode)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                raise yaml.MarkedYAMLError(problem=f"unsupported key {key!r}", problem_mark=knode.start_mark)
+            key = str(key) if not isinstance(key, str) else key
+            if key in out:
+                raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=knode.start_mark)
+            located.keys[path + (key,)] = _pos(knode.start_mark)
+            out[key] = _convert(loader, vnode, path + (key,), located)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(loader, child, path + (i,), located) for i, child in enumerate(node.value)]
+    value = loader.construct_object(node, deep=True)
+    if hasattr(value, "isoformat"):  # YAML timestamps: keep them as written
+        return node.value
+    return value
+
+
+# -- JSON Schema ------------------------------------------------------------------
+
+
+@cache
+def validator(name: str, ref: str | None = None) -> Draft202012Validator:
+    """A validator for schemas/<name>.schema.json, or for its `$defs/<ref>` part."""
+    schema = json.loads(schema_path(name).read_text())
+    Draft202012Validator.check_schema(schema)
+    if ref is not None:
+        schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{ref}"}
+    return Draft202012Validator(schema)
+
+
+def check(name: str, located: Located, *, at: JsonPath = (), ref: str | None = None) -> list[Diagnostic]:
+    """Validate the part of `located` under `at` against a schema (or one of its $defs)."""
+    data = located.data
+    for part in at:
+        data = data[part]
+    found = [_diagnose(err, located, at) for err in validator(name, ref).iter_errors(data)]
+    return sorted(d for group in found for d in group)
+
+
+def _diagnose(err: ValidationError, located: Located, at: JsonPath) -> Iterator[Diagnostic]:
+    if err.context:  # anyOf/oneOf: report the branch that got furthest
+        err = best_match(err.context)
+    path = at + tuple(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = list(err.schema.get("properties", {}))
+        patterns = list(err.schema.get("patternProperties", {}))
+        for key in err.instance:
+            if key in allowed or any(re.search(p, key) for p in patterns):
+                continue
+            hint = difflib.get_close_matches(key, allowed, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            yield located.diag(path + (key,), f"unknown key {key!r}{suggestion}", key=True)
+        return
+    yield located.diag(path, _message(err))
+
+
+def _message(err: ValidationError) -> str:
+    if err.validator == "type":
+        expected = err.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"expected {expected}, got {_describe(err.instance)}"
+    if err.validator == "enum":
+        return f"{err.instance!r} is not one of {', '.join(map(repr, err.validator_value))}"
+    return err.message
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {value}"
+    if isinstance(value, (int, float)):
+        return f"number {value}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
