@@ -84,6 +84,7 @@ class Inventory:
     hosts: dict[str, Host]
     groups: dict[str, list[str]]  # group -> host names, transitive, inventory order
     group_children: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[Diagnostic] = field(default_factory=list)
 
     def select(self, pattern: str | None) -> list[Host]:
         """Hosts matching an Ansible-style pattern, in inventory order (None: every host)."""
@@ -185,7 +186,7 @@ def load_inventory(path: str | Path) -> Inventory:
     problems = parse.problems
     depth = _depths(parse, problems)
 
-    var_files, file_problems = _vars_files(path.parent, parse)
+    var_files, file_problems, warnings = _vars_files(path.parent, parse)
     problems += file_problems
     if problems:
         raise InventoryError(problems)
@@ -209,6 +210,7 @@ def load_inventory(path: str | Path) -> Inventory:
         hosts=hosts,
         groups={g: [h for h in parse.host_order if h in members[g]] for g in parse.groups},
         group_children={g: list(parse.groups[g].children) for g in parse.groups},
+        warnings=warnings,
     )
 
 
@@ -292,10 +294,15 @@ def _members(parse: _Parse, group: str, seen: frozenset[str] = frozenset()) -> s
     return out
 
 
-def _vars_files(base: Path, parse: _Parse) -> tuple[dict[tuple[str, str], list[Any]], list[Diagnostic]]:
-    """group_vars/ and host_vars/: files (NAME, NAME.yml, .yaml, .json) or directories of them."""
+def _vars_files(base: Path, parse: _Parse) -> tuple[dict[tuple[str, str], list[Any]], list[Diagnostic], list[Diagnostic]]:
+    """group_vars/ and host_vars/: files (NAME, NAME.yml, .yaml, .json) or directories of them.
+
+    A file naming no group or host is a warning, not an error: several inventories in one
+    folder share these directories.
+    """
     found: dict[tuple[str, str], list[Any]] = {}
     problems: list[Diagnostic] = []
+    warnings: list[Diagnostic] = []
     for kind, folder, known in (("group", "group_vars", parse.groups), ("host", "host_vars", parse.host_order)):
         root = base / folder
         if not root.is_dir():
@@ -308,7 +315,7 @@ def _vars_files(base: Path, parse: _Parse) -> tuple[dict[tuple[str, str], list[A
                 continue
             if name not in known:
                 hint = _close(name, known)
-                problems.append(Diagnostic(str(entry), 1, 1, "$", f"no {kind} named {name!r} in the inventory{hint}"))
+                warnings.append(Diagnostic(str(entry), 1, 1, "$", f"not used: no {kind} named {name!r} in this inventory{hint}"))
                 continue
             files = sorted(p for p in entry.rglob("*") if p.is_file() and _strip_suffix(p.name) is not None) if entry.is_dir() else [entry]
             for f in files:
@@ -323,7 +330,7 @@ def _vars_files(base: Path, parse: _Parse) -> tuple[dict[tuple[str, str], list[A
                 problems += errs
                 if not errs:
                     found.setdefault((kind, name), []).append(loc.data)
-    return found, problems
+    return found, problems, warnings
 
 
 def _strip_suffix(filename: str) -> str | None:

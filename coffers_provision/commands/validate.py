@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> ExitStatus:
             print(d, file=sys.stderr)
         print(f"{len(e.diagnostics)} error(s)", file=sys.stderr)
         return ExitStatus.ERROR
+    for w in inv.warnings:
+        print(f"{w} (warning)", file=sys.stderr)
     groups = [g for g in inv.groups if g != "all"]
     out.print(f"{args.inventory}: valid, {len(inv.hosts)} host(s) in {len(groups)} group(s)")
     return ExitStatus.SUCCESS
