@@ -373,23 +373,27 @@ def _host_checks(host: Host, parse: _Parse) -> list[Diagnostic]:
     """Checks on merged vars that a schema cannot express."""
     problems: list[Diagnostic] = []
     where = _host_path(parse, host.name)
+
+    def var_path(var: str) -> JsonPath:  # the var itself when it is written inline, else the host
+        return where + (var,) if where + (var,) in parse.located.keys else where
+
     key = host.vars.get("ansible_ssh_private_key_file")
     if key is not None and not Path(host.key_file).is_file():
-        problems.append(parse.located.diag(where, f"ansible_ssh_private_key_file {key!r} does not exist (resolved to {host.key_file})", key=True))
+        problems.append(parse.located.diag(var_path("ansible_ssh_private_key_file"), f"host {host.name}: key file {key!r} does not exist (resolved to {host.key_file})", key=True))
     args = host.vars.get("ansible_ssh_common_args")
     if args:
         try:
             shlex.split(args)
         except ValueError as e:
-            problems.append(parse.located.diag(where, f"ansible_ssh_common_args cannot be split: {e}", key=True))
+            problems.append(parse.located.diag(var_path("ansible_ssh_common_args"), f"host {host.name}: ansible_ssh_common_args cannot be split: {e}", key=True))
         else:
             if re.search(r"(?i)proxyjump|(^|\s)-J", args) and host.proxy_jump is None:
-                problems.append(parse.located.diag(where, f"ansible_ssh_common_args: cannot read the ProxyJump target in {args!r}", key=True))
+                problems.append(parse.located.diag(var_path("ansible_ssh_common_args"), f"host {host.name}: cannot read the ProxyJump target in {args!r}", key=True))
     jump = host.proxy_jump
-    if jump and jump.split("@")[-1].split(":")[0] == host.name:
-        problems.append(parse.located.diag(where, "ProxyJump names the host itself", key=True))
+    if jump and jump.split("@")[-1].split(":")[0] in (host.name, host.address):
+        problems.append(parse.located.diag(var_path("ansible_ssh_common_args"), f"host {host.name}: ProxyJump names the host itself", key=True))
     if host.connection == "local" and host.proxy_jump:
-        problems.append(parse.located.diag(where, "ansible_connection: local cannot use a ProxyJump", key=True))
+        problems.append(parse.located.diag(var_path("ansible_connection"), f"host {host.name}: ansible_connection local cannot use a ProxyJump", key=True))
     return problems
 
 

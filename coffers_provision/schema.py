@@ -104,6 +104,8 @@ def load_yaml(path: str | Path, text: str | None = None) -> Located:
         problem = e.problem or "YAML error"
         if e.context:
             problem = f"{e.context}: {problem}"
+        if e.context_mark and mark is not e.context_mark:
+            problem += f" (opened at line {e.context_mark.line + 1}, column {e.context_mark.column + 1})"
         raise YamlError(Diagnostic(file, line, col, "$", f"YAML syntax error: {problem}")) from None
     except yaml.YAMLError as e:
         raise YamlError(Diagnostic(file, 1, 1, "$", f"YAML error: {e}")) from None
@@ -181,6 +183,8 @@ def _message(err: ValidationError) -> str:
         expected = err.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         return f"expected {expected}, got {_describe(err.instance)}"
+    if "x-error" in err.schema:  # a schema's own wording beats a raw pattern
+        return f"{err.instance!r}: {err.schema['x-error']}"
     if err.validator == "enum":
         return f"{err.instance!r} is not one of {', '.join(map(repr, err.validator_value))}"
     return err.message

@@ -1,0 +1,75 @@
+"""`validate`: every error reported, each as the exact FILE:LINE:COL: json.path: message."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coffers_provision.inventory import InventoryError, load_inventory
+
+from .conftest import SPEC
+
+CASES = json.loads((SPEC / "invalid_inventories.json").read_text())
+
+
+def materialise(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return root / "inventory.yml"
+
+
+def test_at_least_fifteen_kinds():
+    assert len(CASES) >= 15
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_invalid_inventory_exact_messages(name, tmp_path):
+    case = CASES[name]
+    path = materialise(tmp_path, case["files"])
+    with pytest.raises(InventoryError) as e:
+        load_inventory(path)
+    got = [str(d).replace(f"{tmp_path}/", "") for d in e.value.diagnostics]
+    assert got == case["errors"]
+
+
+def run_validate(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "coffers_provision", "validate", str(path)], capture_output=True, text=True)
+
+
+def test_cli_prints_every_error_and_exits_1(tmp_path):
+    path = materialise(tmp_path, CASES["every-error"]["files"])
+    proc = run_validate(path)
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert lines[:-1] == [e.replace("inventory.yml", str(path)) for e in CASES["every-error"]["errors"]]
+    assert lines[-1] == "3 error(s)"
+
+
+def test_cli_clean_inventory_exits_0(repo_root):
+    proc = run_validate(repo_root / "inventories" / "example.yml")
+    assert proc.returncode == 0, proc.stderr
+    assert "valid, 14 host(s)" in proc.stdout
+
+
+def test_cli_missing_file(tmp_path):
+    proc = run_validate(tmp_path / "nope.yml")
+    assert proc.returncode == 1
+    assert f"{tmp_path}/nope.yml:1:1: $: cannot read: No such file or directory" in proc.stderr
+
+
+def test_orphan_vars_file_is_a_warning(tmp_path):
+    path = materialise(tmp_path, {"inventory.yml": "all:\n  hosts: {a: }\n", "group_vars/webz.yml": "x: 1\n"})
+    proc = run_validate(path)
+    assert proc.returncode == 0
+    assert "group_vars/webz.yml:1:1: $: not used: no group named 'webz' in this inventory (warning)" in proc.stderr
+
+
+def test_cli_usage_error_exits_2():
+    proc = subprocess.run([sys.executable, "-m", "coffers_provision", "validate"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "required" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "coffers_provision", "frobnicate"], capture_output=True, text=True)
+    assert proc.returncode == 2
