@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "numactl"
 SSHD = "/usr/sbin/sshd"
 NUMACTL = "/usr/bin/numactl"
+ROOT_RC = ("/root/.bashrc", "/root/.profile", "/root/.bash_profile")
 OVERLAID = ("/etc/systemd/system", "/usr/local", "/opt", "/var/lib")
 
 
@@ -255,6 +256,7 @@ class Fleet:
         client_key = state / "client_key"
         _keygen(client_key)
         shutil.copy2(NUMACTL, state / "numactl.real")
+        (state / "empty").write_text("")
         (state / "numactl.absent").write_text("")
         (state / "numactl.absent").chmod(0o644)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
@@ -336,8 +338,11 @@ class Fleet:
             f"mount --bind {q(h.state / 'sys' / 'node')} /sys/devices/system/node",
             f"mount --bind {q(h.state / 'sys' / 'cpu')} /sys/devices/system/cpu",
             f"mount --bind {q(h.state / 'cpuinfo')} /proc/cpuinfo",
-            f"exec {SSHD} -D -e -f {q(h.state / 'sshd_config')}",
         ]
+        # A clean root login: this machine's own ~/.bashrc (which bash sources for ssh
+        # commands) would add its start-up time to every command a host runs.
+        lines += [f"mount --bind {q(self.state / 'empty')} {q(rc)}" for rc in ROOT_RC if Path(rc).is_file()]
+        lines.append(f"exec {SSHD} -D -e -f {q(h.state / 'sshd_config')}")
         return "\n".join(lines)
 
     # -- run -------------------------------------------------------------------------
