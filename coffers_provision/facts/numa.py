@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Callable, Mapping
 
 from ..topology import Node, Topology, TopologyError, parse_cpulist
 
@@ -157,13 +158,6 @@ def _read(path: Path) -> str:
         raise TopologyError(f"cannot read: {e.strerror}", source=str(path)) from None
 
 
-def _list_file(path: Path) -> list[int]:
-    try:
-        return parse_cpulist(_read(path))
-    except ValueError as e:
-        raise TopologyError(str(e), source=str(path), line=1) from None
-
-
 def parse_sysfs(root: str | Path) -> Topology:
     """Read a sysfs node tree (`/sys/devices/system/node` or a copy of one) rooted at `root`.
 
@@ -177,34 +171,60 @@ def parse_sysfs(root: str | Path) -> Topology:
         if not list(root.glob("node[0-9]*")):
             return Topology(numa_available=False, nodes=(), distances=None, source="sysfs")
         raise TopologyError("no 'online' file: not a sysfs node tree", source=str(root))
-    online = _list_file(root / "online")
-    with_memory = set(_list_file(root / "has_memory")) if (root / "has_memory").exists() else None
+    return _parse_node_tree(lambda rel: _read(root / rel), lambda rel: (root / rel).exists(), str(root))
+
+
+def parse_sysfs_files(files: Mapping[str, str], root: str = "/sys/devices/system/node") -> Topology:
+    """The same as parse_sysfs, from file contents keyed by path under `root`
+    (`online`, `node0/meminfo`, ...): a tree read on a remote host and sent back as text."""
+
+    def read(rel: str) -> str:
+        if rel not in files:
+            raise TopologyError("cannot read: No such file or directory", source=f"{root}/{rel}")
+        return files[rel]
+
+    if "online" not in files:
+        if not any(re.match(r"node\d+/", rel) for rel in files):
+            return Topology(numa_available=False, nodes=(), distances=None, source="sysfs")
+        raise TopologyError("no 'online' file: not a sysfs node tree", source=root)
+    return _parse_node_tree(read, lambda rel: rel in files, root)
+
+
+def _parse_node_tree(read: Callable[[str], str], exists: Callable[[str], bool], root: str) -> Topology:
+    def list_file(rel: str) -> list[int]:
+        try:
+            return parse_cpulist(read(rel))
+        except ValueError as e:
+            raise TopologyError(str(e), source=f"{root}/{rel}", line=1) from None
+
+    online = list_file("online")
+    with_memory = set(list_file("has_memory")) if exists("has_memory") else None
 
     nodes: list[Node] = []
     rows: list[tuple[int, ...]] = []
     for node_id in online:
-        ndir = root / f"node{node_id}"
-        ids = _list_file(ndir / "cpulist")
+        ndir = f"node{node_id}"
+        ids = list_file(f"{ndir}/cpulist")
         total = free = None
-        for no, line in enumerate(_read(ndir / "meminfo").splitlines(), 1):
+        for no, line in enumerate(read(f"{ndir}/meminfo").splitlines(), 1):
             m = _MEMINFO.match(line.strip())
             if not m:
                 continue
             if int(m.group(1)) != node_id:
-                raise TopologyError(f"meminfo speaks of node {m.group(1)}", source=str(ndir / "meminfo"), line=no)
+                raise TopologyError(f"meminfo speaks of node {m.group(1)}", source=f"{root}/{ndir}/meminfo", line=no)
             if m.group(2) == "MemTotal":
                 total = int(m.group(3)) // 1024
             else:
                 free = int(m.group(3)) // 1024
         if total is None or free is None:
-            raise TopologyError("no MemTotal/MemFree lines", source=str(ndir / "meminfo"))
+            raise TopologyError("no MemTotal/MemFree lines", source=f"{root}/{ndir}/meminfo")
         if with_memory is not None and node_id not in with_memory:
             total = free = 0  # the kernel keeps a token zone on memoryless nodes
-        dist_text = _read(ndir / "distance").split()
+        dist_text = read(f"{ndir}/distance").split()
         if not all(t.isdigit() for t in dist_text) or len(dist_text) != len(online):
             raise TopologyError(
                 f"expected {len(online)} distances (one per online node), got {' '.join(dist_text)!r}",
-                source=str(ndir / "distance"),
+                source=f"{root}/{ndir}/distance",
                 line=1,
             )
         rows.append(tuple(int(t) for t in dist_text))
