@@ -1,0 +1,229 @@
+"""Run a play on one host: tasks in order, then the notified handlers.
+
+Every task's arguments are rendered first, so the host's state for the whole play is
+read in one round trip (engine/state.py). Then each task compares, and its actions run
+unless this is --check; that is the only difference check mode makes. The first failed
+task stops the host's play; handlers that were notified stay pending on the host.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..connect.base import CommandTimeout, ConnectError, Connector
+from . import handlers as pending_store
+from .modules import SYSTEMD_BOOTED, Context, Outcome, TaskFailed, get
+from .result import HostReport, Status, Step, TaskResult, combine
+from .role import Play, Task
+from .state import HostState, Needs, ProbeError
+from .templating import TemplateError, evaluate, render_value, resolve_vars
+
+ENGINE_DEFAULTS: dict[str, Any] = {
+    "state_dir": "/var/lib/coffers",
+    "unit_dir": "/etc/systemd/system",
+}
+MERGED = ("coffers",)  # mappings merged key by key, as in the inventory
+
+
+@dataclass(frozen=True)
+class Options:
+    check: bool = False
+    diff: bool = False
+
+
+def _deep_merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(low)
+    for k, v in high.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def play_vars(play: Play, host_vars: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Engine defaults < role defaults < inventory vars < computed (facts, plan, ...).
+
+    Only defaults (the role author's templates) are rendered; inventory values are data.
+    """
+    merged: dict[str, Any] = dict(ENGINE_DEFAULTS)
+    templated: set[str] = set()
+    for pr in play.roles:
+        for k, v in pr.role.defaults.items():
+            merged[k] = _deep_merge(merged[k], v) if k in MERGED and isinstance(merged.get(k), Mapping) else v
+            if k not in MERGED:
+                templated.add(k)
+    for layer in (host_vars, extra or {}):
+        for k, v in layer.items():
+            if k in MERGED and isinstance(v, Mapping) and isinstance(merged.get(k), Mapping):
+                merged[k] = _deep_merge(merged[k], v)
+            else:
+                merged[k] = v
+                templated.discard(k)
+    return resolve_vars(merged, templated, where="role defaults")
+
+
+@dataclass
+class _Entry:
+    """One task (or one loop item of it), rendered for this host."""
+
+    task: Task
+    name: str
+    args: dict | None = None
+    skip: str | None = None
+    error: str | None = None
+    needs_files: list[str] = field(default_factory=list)
+
+
+def _expand(task: Task, variables: Mapping[str, Any]) -> list[_Entry]:
+    try:
+        items = [None]
+        if task.loop is not None:
+            items = render_value(task.loop, variables, where=f"{task.where}: loop")
+            if not isinstance(items, list):
+                return [_Entry(task, task.name, error=f"{task.where}: loop must give a list, got {type(items).__name__}")]
+    except TemplateError as e:
+        return [_Entry(task, task.name, error=str(e))]
+    out = []
+    for item in items:
+        scope = dict(variables) if task.loop is None else {**variables, "item": item}
+        name = task.name
+        try:
+            name = str(render_value(task.name, scope, where=f"{task.where}: name"))
+            if task.when is not None and not evaluate(task.when, scope, where=f"{task.where}: when"):
+                out.append(_Entry(task, name, skip=f"when: {task.when}"))
+                continue
+            args = render_value(task.args, scope, where=f"{task.where}: {task.module}")
+            files = render_value(task.needs_files, scope, where=f"{task.where}: needs_files") if task.needs_files else []
+            out.append(_Entry(task, name, args=args, needs_files=[str(f) for f in files]))
+        except TemplateError as e:
+            out.append(_Entry(task, name, error=str(e)))
+    return out
+
+
+class _Play:
+    def __init__(self, host: str, conn: Connector, play: Play, variables: Mapping[str, Any], options: Options):
+        self.host, self.conn, self.play, self.vars, self.options = host, conn, play, variables, options
+        self.state = HostState(conn)
+        self.report = HostReport(host)
+        self.state_dir = str(variables.get("state_dir", ENGINE_DEFAULTS["state_dir"]))
+        self.pending: list[str] = []  # handler names recorded on the host
+        self.notified: list[str] = []
+
+    def ctx(self, task: Task, variables: Mapping[str, Any] | None = None) -> Context:
+        return Context(self.host, self.conn, self.state, variables or self.vars, task.role, want_diff=self.options.diff)
+
+    # -- one task ----------------------------------------------------------
+    def _outcome(self, entry: _Entry) -> Outcome:
+        if entry.error:
+            raise TaskFailed(entry.error)
+        ctx = self.ctx(entry.task)
+        for path in entry.needs_files:
+            if self.state.stat(path) is None:
+                return Outcome([Step(entry.name, Status.SKIPPED, f"{path} is not on the host")])
+        return get(entry.task.module).prepare(entry.args, ctx)
+
+    def run_entry(self, entry: _Entry, *, handler: bool = False) -> TaskResult:
+        task = entry.task
+        result = TaskResult(task.role.name, entry.name, task.module, Status.OK, handler=handler)
+        start = time.monotonic()
+        if entry.skip:
+            result.status, result.message = Status.SKIPPED, entry.skip
+            return result
+        try:
+            outcome = self._outcome(entry)
+            notify = [n for n in task.notify if n not in self.notified] if outcome.notifies else []
+            if not self.options.check:
+                if notify:
+                    self._record(self.pending + notify)  # before the change: never lost
+                for action in outcome.actions:
+                    action()
+                self.state.forget([*outcome.effects, *outcome.contents])
+            else:
+                self.state.overlay(outcome.effects, outcome.contents)
+            if outcome.notifies:
+                self.notified += notify
+            result.status = combine(outcome.steps)
+            result.steps, result.diff = outcome.steps, outcome.diff
+            result.message = "; ".join(f"{s.name}: {s.message}" if s.message else s.name
+                                       for s in outcome.steps if s.status is not Status.OK) or "ok"
+        except (TaskFailed, TemplateError, CommandTimeout, ProbeError, OSError) as e:
+            result.status, result.message = Status.FAILED, str(e)
+            changed_before = sum(1 for r in self.report.results if r.status is Status.CHANGED)
+            if self.options.check and changed_before:
+                # in --check the earlier changes were not made, and this task may rely on them
+                result.status = Status.SKIPPED
+                result.message = f"depends on {changed_before} earlier change(s) not made in --check: {e}"
+        result.seconds = time.monotonic() - start
+        return result
+
+    def _record(self, names: list[str]) -> None:
+        names = sorted(set(names))
+        if names != sorted(set(self.pending)):
+            pending_store.store(self.conn, self.state, self.state_dir, names)
+        self.pending = names
+
+    # -- the play ----------------------------------------------------------
+    def run(self) -> HostReport:
+        entries: list[_Entry] = []
+        for pr in self.play.roles:
+            try:
+                active = pr.when is None or evaluate(pr.when, self.vars, where=f"role {pr.role.name}: when")
+            except TemplateError as e:
+                self.report.error = str(e)
+                return self.report
+            if not active:
+                self.report.results.append(TaskResult(pr.role.name, f"role {pr.role.name}", "role", Status.SKIPPED, f"when: {pr.when}"))
+                continue
+            for task in pr.role.tasks:
+                entries += _expand(task, self.vars)
+        needs = Needs(capture={SYSTEMD_BOOTED}, read={pending_store.path(self.state_dir)})
+        for entry in entries:
+            if entry.args is not None:
+                try:
+                    needs.update(get(entry.task.module).needs(entry.args, self.ctx(entry.task)))
+                except (TaskFailed, KeyError, TypeError) as e:
+                    entry.error = entry.error or f"{entry.task.where}: {e}"
+                needs.stat |= set(entry.needs_files)
+        self.state.prefetch(needs)
+        self.pending = pending_store.load(self.state, self.state_dir)
+        self.notified = list(self.pending)
+
+        for entry in entries:
+            result = self.run_entry(entry)
+            self.report.results.append(result)
+            if result.status is Status.FAILED:
+                return self.report  # the notified handlers stay pending on the host
+        self.run_handlers()
+        return self.report
+
+    def run_handlers(self) -> None:
+        handlers = self.play.handlers
+        for name in [n for n in self.notified if n not in handlers]:
+            self.report.results.append(TaskResult("-", name, "handler", Status.SKIPPED, "no such handler any more", handler=True))
+        remaining = [n for n in self.pending if n in handlers]
+        for name, task in handlers.items():
+            if name not in self.notified:
+                continue
+            entries = _expand(task, self.vars)
+            failed = False
+            for entry in entries:
+                result = self.run_entry(entry, handler=True)
+                self.report.results.append(result)
+                failed |= result.status is Status.FAILED
+            if not failed and name in remaining:
+                remaining.remove(name)
+        if not self.options.check:
+            self._record(remaining)
+
+
+def run_play(host: str, conn: Connector, play: Play, variables: Mapping[str, Any], options: Options = Options()) -> HostReport:
+    """Run `play` on one host; a lost connection marks the report unreachable, results kept."""
+    p = _Play(host, conn, play, variables, options)
+    try:
+        return p.run()
+    except ConnectError as e:
+        p.report.unreachable = str(e)
+        return p.report
+
+
+__all__ = ["ConnectError", "Options", "play_vars", "run_play"]
