@@ -1,0 +1,113 @@
+"""`model inspect PATH|HOST:PATH`: a GGUF model's layout, per layer and kind."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from rich import box
+from rich.table import Table
+
+from ..model import KINDS, GGUFError, ModelLayout, read_layout, read_remote_layout
+from ..output import error, out, print_json
+from ..status import ExitStatus
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("model", help="inspect a GGUF model's tensor table")
+    msub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    ins = msub.add_parser("inspect", help="per-layer bytes by kind, plus totals (reads only the header)")
+    ins.add_argument("target", metavar="PATH|HOST:PATH", help="a local GGUF file, or HOST:PATH with --inventory")
+    ins.add_argument("--inventory", "-i", help="inventory that names HOST (for HOST:PATH)")
+    ins.add_argument("--json", action="store_true", help="print JSON: totals, per-layer kinds and every tensor")
+    ins.set_defaults(func=run_inspect)
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.50 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def short_bytes(n: float) -> str:
+    """Narrow table cells: 1536 -> '1.5K', 45e9 -> '41.9G'."""
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(n) < 1024 or unit == "T":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.3g}{unit}" if abs(n) < 100 else f"{n:.0f}{unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+SHORT_KIND = {"attention": "attn", "shared_experts": "shexp", "embedding": "embed"}
+
+
+def split_target(target: str) -> tuple[str | None, str]:
+    """(host, path): an existing local path, or no colon, is local; else HOST:PATH."""
+    if os.path.exists(target) or ":" not in target:
+        return None, target
+    host, path = target.split(":", 1)
+    return (host, path) if host and "/" not in host else (None, target)
+
+
+def load(target: str, inventory: str | None) -> ModelLayout:
+    """The layout of a local file or of HOST:PATH (header only, over the host's connection)."""
+    host_name, path = split_target(target)
+    if host_name is None:
+        return read_layout(path)
+    if inventory is None:
+        raise GGUFError("HOST:PATH needs --inventory to know how to reach the host", source=target)
+    from ..connect import ConnectError, open_connector
+    from ..inventory import InventoryError, load_inventory
+
+    try:
+        inv = load_inventory(inventory)
+    except InventoryError as e:
+        raise GGUFError("; ".join(str(d) for d in e.diagnostics), source=inventory) from None
+    host = inv.hosts.get(host_name)
+    if host is None:
+        raise GGUFError(f"host {host_name!r} is not in the inventory", source=inventory)
+    try:
+        with open_connector(host) as conn:
+            return read_remote_layout(conn, path)
+    except ConnectError as e:
+        raise GGUFError(f"unreachable: {e}", source=target) from None
+    except OSError as e:
+        raise GGUFError(f"cannot read: {e}", source=target) from None
+
+
+def run_inspect(args: argparse.Namespace) -> ExitStatus:
+    try:
+        lay = load(args.target, args.inventory)
+    except GGUFError as e:
+        error(str(e))
+        return ExitStatus.ERROR
+    if args.json:
+        print_json(lay.to_json())
+    else:
+        show(lay)
+    return ExitStatus.SUCCESS
+
+
+def show(lay: ModelLayout) -> None:
+    kinds = [k for k in KINDS if k in lay.kind_bytes]
+    out.print(
+        f"{lay.source}: {lay.architecture}, {lay.block_count} blocks, {len(lay.layers)} layers in the table, "
+        f"{len(lay.tensors)} tensors, GGUF v{lay.version}"
+    )
+    table = Table(title=f"bytes per layer and kind (total {human_bytes(lay.total_bytes)} = {lay.total_bytes} bytes)", box=box.SIMPLE, padding=(0, 1), collapse_padding=True, show_edge=False)
+    table.add_column("layer", justify="right", no_wrap=True)
+    for k in kinds:
+        table.add_column(SHORT_KIND.get(k, k), justify="right", no_wrap=True)
+    table.add_column("total", justify="right", style="bold", no_wrap=True)
+    for layer, row in lay.bytes_by_layer_kind.items():
+        if not row:
+            continue
+        cells = [short_bytes(row[k]) if k in row else "" for k in kinds]
+        table.add_row("-" if layer is None else str(layer), *cells, short_bytes(sum(row.values())))
+    table.add_section()
+    table.add_row("total", *(short_bytes(lay.kind_bytes[k]) for k in kinds), short_bytes(lay.total_bytes), style="bold")
+    out.print(table)
+    out.print(f"header read: {lay.header_bytes_read} bytes of {lay.file_size}")

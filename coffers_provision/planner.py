@@ -1,0 +1,814 @@
+"""The planner: a pure function of (topology, model layout, bench results, policy) -> Plan.
+
+No I/O. docs/planning.md explains the strategies, the capacity formula and the KV-cache
+estimate; the comments here say why a step is done the way it is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from . import shardmap
+from .model import ModelLayout, cache_elem_bytes
+from .topology import Node, Topology, format_cpulist, parse_cpulist
+
+MiB = 1 << 20
+STRATEGIES = ("shard", "replicate", "interleave", "weighted-interleave", "auto")
+KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+WEIGHT_SCALE = 20  # the fastest node's weighted-interleave weight; the kernel takes 1..255
+
+
+class PlanError(ValueError):
+    """No sound plan exists (the model does not fit, a strategy is not allowed, ...)."""
+
+
+class PolicyError(ValueError):
+    """A bad policy variable; the message names it as `coffers.<name>`."""
+
+
+# -- inputs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policy:
+    strategy: str = "shard"
+    nodes: tuple[int, ...] | None = None  # restrict the host to these node ids
+    reserve_cpus: tuple[int, ...] = ()  # CPUs kept for other work
+    reserve_memory_mb: int = 0  # kept free on every node
+    headroom_percent: float = 10.0  # of each node's free memory
+    context_length: int = 4096  # tokens per slot
+    parallel: int = 1  # slots (llama-server -np)
+    kv_cache_type: str = "f16"
+    service_host: str = "127.0.0.1"
+    service_port: int = 8080  # replicate: port, port+1, ...
+    service_name: str = "llama"
+
+    @classmethod
+    def from_vars(cls, coffers: Mapping[str, Any] | None) -> Policy:
+        """The policy from a host's merged `coffers:` mapping; keys for other parts are ignored."""
+        v = dict(coffers or {})
+
+        def fail(key: str, msg: str) -> PolicyError:
+            return PolicyError(f"coffers.{key}: {msg} (got {v.get(key)!r})")
+
+        def integer(key: str, default: int, lo: int, hi: int | None = None) -> int:
+            val = v.get(key, default)
+            if isinstance(val, bool) or not isinstance(val, int) or val < lo or (hi is not None and val > hi):
+                raise fail(key, f"expected an integer in {lo}..{hi if hi is not None else '∞'}")
+            return val
+
+        strategy = v.get("strategy", cls.strategy)
+        if strategy not in STRATEGIES:
+            raise fail("strategy", f"expected one of {', '.join(STRATEGIES)}")
+        nodes = v.get("nodes")
+        if nodes is not None:
+            if not isinstance(nodes, list) or not nodes or any(isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 1023 for n in nodes):
+                raise fail("nodes", "expected a non-empty list of node ids 0..1023")
+            if len(set(nodes)) != len(nodes):
+                raise fail("nodes", "a node id is listed twice")
+            nodes = tuple(nodes)
+        reserve = v.get("reserve_cpus", "")
+        try:
+            reserve_cpus = tuple(parse_cpulist(str(reserve))) if isinstance(reserve, (str, int)) and not isinstance(reserve, bool) else None
+        except ValueError as e:
+            raise fail("reserve_cpus", str(e)) from None
+        if reserve_cpus is None:
+            raise fail("reserve_cpus", 'expected a CPU list string such as "0-1"')
+        headroom = v.get("headroom_percent", cls.headroom_percent)
+        if isinstance(headroom, bool) or not isinstance(headroom, (int, float)) or not 0 <= headroom <= 90:
+            raise fail("headroom_percent", "expected a number in 0..90")
+        kv = v.get("kv_cache_type", cls.kv_cache_type)
+        if kv not in KV_CACHE_TYPES:
+            raise fail("kv_cache_type", f"expected one of {', '.join(KV_CACHE_TYPES)}")
+        service = v.get("service") or {}
+        if not isinstance(service, Mapping):
+            raise fail("service", "expected a mapping")
+        port = service.get("port", cls.service_port)
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise PolicyError(f"coffers.service.port: expected a port 1..65535 (got {port!r})")
+        host = service.get("host", cls.service_host)
+        if not isinstance(host, str) or not host:
+            raise PolicyError(f"coffers.service.host: expected a host name or address (got {host!r})")
+        name = service.get("name", cls.service_name)
+        return cls(
+            strategy=strategy,
+            nodes=nodes,
+            reserve_cpus=reserve_cpus,
+            reserve_memory_mb=integer("reserve_memory_mb", 0, 0),
+            headroom_percent=float(headroom),
+            context_length=integer("context_length", cls.context_length, 1),
+            parallel=integer("parallel", cls.parallel, 1, 1024),
+            kv_cache_type=kv,
+            service_host=host,
+            service_port=port,
+            service_name=str(name),
+        )
+
+
+@dataclass(frozen=True)
+class Bench:
+    """Measurements the planner uses; both parts are optional.
+
+    `node_bandwidth`: GB/s reading each memory node (node id -> GB/s).
+    `strategy_tps`: this model's measured tokens/s per strategy on this host (replicate: all
+    instances together).
+    """
+
+    node_bandwidth: Mapping[int, float] = field(default_factory=dict)
+    strategy_tps: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Bench:
+        bw = {int(k): float(v) for k, v in (data.get("node_bandwidth_gbps") or {}).items()}
+        tps = {str(k): float(v) for k, v in (data.get("strategy_tokens_per_s") or {}).items()}
+        for node, value in bw.items():
+            if not value > 0:
+                raise ValueError(f"node_bandwidth_gbps.{node}: bandwidth must be positive (got {value})")
+        for name in tps:
+            if name not in STRATEGIES or name == "auto":
+                raise ValueError(f"strategy_tokens_per_s.{name}: not a strategy")
+        return cls(bw, tps)
+
+
+# -- outputs ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    host: str
+    port: int
+    cpus: tuple[int, ...] | None  # None: the topology did not list CPUs
+    threads: int | None  # -t: physical cores
+    threads_batch: int | None  # -tb: every CPU in the list
+    numa: str | None  # llama-server --numa: distribute, isolate or numactl
+    memory_nodes: tuple[int, ...]  # nodes holding this instance's weights
+    numa_policy: str | None  # bind, interleave, weighted-interleave, preferred (for the unit)
+    numa_mask: tuple[int, ...]
+    shard_map: str
+    kv_bytes: int
+    context_length: int
+    parallel: int
+    kv_cache_type: str
+
+    @property
+    def cpu_affinity(self) -> str | None:
+        return format_cpulist(self.cpus) if self.cpus else None
+
+    @property
+    def args(self) -> list[str]:
+        """The llama-server arguments this plan decides (the model path is the service's)."""
+        out = ["--host", self.host, "--port", str(self.port)]
+        if self.threads:
+            out += ["-t", str(self.threads), "-tb", str(self.threads_batch)]
+        if self.numa:
+            out += ["--numa", self.numa]
+        out += ["-c", str(self.context_length * self.parallel), "-np", str(self.parallel)]
+        if self.kv_cache_type != "f16":
+            out += ["-ctk", self.kv_cache_type, "-ctv", self.kv_cache_type]
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "host": self.host,
+            "port": self.port,
+            "cpus": list(self.cpus) if self.cpus is not None else None,
+            "cpu_affinity": self.cpu_affinity,
+            "threads": self.threads,
+            "threads_batch": self.threads_batch,
+            "numa": self.numa,
+            "memory_nodes": list(self.memory_nodes),
+            "numa_policy": self.numa_policy,
+            "numa_mask": list(self.numa_mask),
+            "shard_map": self.shard_map,
+            "kv_bytes": self.kv_bytes,
+            "args": self.args,
+        }
+
+
+@dataclass(frozen=True)
+class NodeBudget:
+    """One node's memory arithmetic, in bytes. `room` is what weights may use."""
+
+    id: int
+    has_cpus: bool | None  # None: unknown
+    free: int | None  # None: unknown (no NUMA facts)
+    headroom: int
+    reserved: int
+    kv: int
+    weights: int
+    speed: float  # relative weight of the node in the split (bandwidth or 1.0); 0: not for weights
+    role: str  # weights, threads, weights+threads, unused
+
+    @property
+    def limit(self) -> int | None:
+        """free - headroom - reserved: what weights and KV cache together may use."""
+        return None if self.free is None else self.free - self.headroom - self.reserved
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "free_bytes": self.free,
+            "headroom_bytes": self.headroom,
+            "reserved_bytes": self.reserved,
+            "kv_bytes": self.kv,
+            "weight_bytes": self.weights,
+            "limit_bytes": self.limit,
+            "speed": self.speed,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    strategy: str
+    requested_strategy: str
+    shard_map: str  # "" when the kernel policy places pages (replicate: per instance)
+    layer_nodes: Mapping[int, int]  # shard only
+    embed_node: int | None
+    other_node: int | None
+    node_bytes: Mapping[int, int]
+    nodes: tuple[NodeBudget, ...]
+    instances: tuple[Instance, ...]
+    kv_bytes_per_token: int
+    kv_bytes: int  # per instance
+    interleave_weights: Mapping[int, int] | None
+    warnings: tuple[str, ...]
+    reasons: tuple[str, ...]
+    layout: ModelLayout = field(repr=False, compare=False)
+    topology_fingerprint: str = ""
+
+    def tensor_nodes(self) -> list[tuple[str, int | None]]:
+        """(name, node) for every tensor; node is None when the kernel spreads its pages."""
+        if self.strategy != "shard":
+            return [(t.name, None) for t in self.layout.tensors]
+        out = []
+        for t in self.layout.tensors:
+            if t.layer is not None:
+                out.append((t.name, self.layer_nodes[t.layer]))
+            elif shardmap.tensor_type(t.name) == "embed":
+                out.append((t.name, self.embed_node))
+            else:
+                out.append((t.name, self.other_node))
+        return out
+
+    def to_json(self, *, tensors: bool = True) -> dict[str, Any]:
+        """The `plan --json` document (schemas/plan.schema.json)."""
+        lay = self.layout
+        doc: dict[str, Any] = {
+            "strategy": self.strategy,
+            "requested_strategy": self.requested_strategy,
+            "shard_map": self.shard_map,
+            "node_bytes": {str(n): b for n, b in self.node_bytes.items()},
+            "tensors": [],
+            "instances": [i.to_json() for i in self.instances],
+            "nodes": [n.to_json() for n in self.nodes],
+            "kv_cache": {
+                "type": self.instances[0].kv_cache_type if self.instances else "f16",
+                "context_length": self.instances[0].context_length if self.instances else 0,
+                "parallel": self.instances[0].parallel if self.instances else 1,
+                "bytes_per_token": self.kv_bytes_per_token,
+                "bytes": self.kv_bytes,
+            },
+            "interleave_weights": {str(n): w for n, w in self.interleave_weights.items()} if self.interleave_weights else None,
+            "model": {
+                "source": lay.source,
+                "architecture": lay.architecture,
+                "block_count": lay.block_count,
+                "total_bytes": lay.total_bytes,
+            },
+            "topology_fingerprint": self.topology_fingerprint,
+            "warnings": list(self.warnings),
+            "reasons": list(self.reasons),
+        }
+        if tensors:
+            doc["tensors"] = [
+                {"name": t.name, "layer": t.layer, "kind": t.kind, "bytes": t.n_bytes, "node": node}
+                for t, (_, node) in zip(lay.tensors, self.tensor_nodes())
+            ]
+        return doc
+
+
+# -- the host as the policy leaves it -------------------------------------------------
+
+
+@dataclass
+class _Host:
+    topo: Topology
+    nodes: list[Node]  # eligible nodes, CPUs less the reserved ones
+    restricted: bool  # some CPU of the host is not ours (node restriction or reserve)
+    free: dict[int, int | None]  # memory node -> free bytes
+    headroom: dict[int, int]
+    reserved: dict[int, int]
+    speed: dict[int, float]  # primary memory nodes -> relative speed
+    last_resort: list[int]  # CPU-less memory nodes without measurements, in order of use
+    warnings: list[str]
+    reasons: list[str]
+
+    def limit(self, n: int) -> float:
+        f = self.free[n]
+        return math.inf if f is None else f - self.headroom[n] - self.reserved[n]
+
+    @property
+    def memory_nodes(self) -> list[int]:
+        return list(self.free)
+
+    @property
+    def all_cpus(self) -> tuple[int, ...] | None:
+        if any(n.cpus is None for n in self.nodes):
+            return None
+        return tuple(sorted(c for n in self.nodes for c in n.cpus or ()))
+
+    def dist(self, a: int, b: int) -> int:
+        d = self.topo.distance(a, b) if self.topo.distances is not None else None
+        return d if d is not None else (10 if a == b else 20)
+
+
+def _host(topo: Topology, policy: Policy, bench: Bench | None) -> _Host:
+    warnings: list[str] = []
+    reasons: list[str] = []
+    nodes = list(topo.nodes)
+    if not topo.numa_available or not nodes:
+        # One flat memory domain: the kernel calls it node 0. Sizes and CPUs were not printed.
+        nodes = [Node(0, None, None, None)]
+        warnings.append("NUMA not available: one flat memory domain (node 0); memory sizes unknown, capacity not checked")
+    ids = [n.id for n in nodes]
+    if policy.nodes is not None:
+        missing = [n for n in policy.nodes if n not in ids]
+        if missing:
+            raise PlanError(f"coffers.nodes: node(s) {missing} are not on this host (nodes: {ids})")
+        nodes = [n for n in nodes if n.id in policy.nodes]
+    reserve = set(policy.reserve_cpus)
+    host_cpus = {c for n in topo.nodes for c in n.cpus or ()}
+    if reserve - host_cpus and host_cpus:
+        warnings.append(f"reserve_cpus {format_cpulist(reserve - host_cpus)} are not on this host")
+    restricted = len(nodes) != len(topo.nodes) or bool(reserve & host_cpus)
+    nodes = [Node(n.id, tuple(c for c in n.cpus if c not in reserve) if n.cpus is not None else None, n.size_mb, n.free_mb) for n in nodes]
+
+    free: dict[int, int | None] = {}
+    headroom: dict[int, int] = {}
+    reserved: dict[int, int] = {}
+    for n in nodes:
+        if n.size_mb is None and n.free_mb is None:
+            free[n.id] = None  # flat host: unknown
+        elif n.size_mb:
+            avail = min(x for x in (n.size_mb, n.free_mb) if x is not None) * MiB
+            free[n.id] = avail
+        else:
+            continue  # memoryless: threads only
+        headroom[n.id] = math.ceil((free[n.id] or 0) * policy.headroom_percent / 100)
+        reserved[n.id] = policy.reserve_memory_mb * MiB
+    if not free:
+        raise PlanError(f"no node with memory among nodes {[n.id for n in nodes]}: nowhere to put the weights")
+
+    # CPU-less is a hardware fact (CXL, HBM, GPU memory): judged on the printed CPUs, not on
+    # what reserve_cpus leaves; an unknown CPU list (old numactl) is not CPU-less.
+    printed = {n.id: n.cpus for n in topo.nodes}
+    cpuless = [i for i in free if printed.get(i) is not None and not printed[i]]
+    attached = [i for i in free if i not in cpuless]
+    bw = dict(bench.node_bandwidth) if bench else {}
+    measured = bool(attached) and all(i in bw for i in attached)
+    if bw and not measured:
+        warnings.append(f"bench bandwidth misses node(s) {[i for i in attached if i not in bw]}: layers split in equal shares")
+    speed = {i: (bw[i] if measured else 1.0) for i in attached}
+    if measured:
+        reasons.append("layers split in proportion to measured bandwidth: " + ", ".join(f"node{i} {bw[i]:g} GB/s" for i in attached))
+    else:
+        reasons.append("no bandwidth measurements: memory nodes with CPUs take equal shares")
+    last_resort = []
+    for i in cpuless:
+        if measured and i in bw:
+            speed[i] = bw[i]
+        else:
+            last_resort.append(i)
+    cpu_nodes = [n.id for n in nodes if n.cpus] or attached
+    h = _Host(topo, nodes, restricted, free, headroom, reserved, speed, [], warnings, reasons)
+    # Unmeasured CPU-less memory is used only when the rest is full, nearest to the CPUs first.
+    h.last_resort = sorted(last_resort, key=lambda i: (min((h.dist(i, c) for c in cpu_nodes), default=0), i))
+    if not speed:  # nothing but CPU-less memory: use it all, in that order
+        speed = {i: 1.0 for i in h.last_resort}
+        h.speed, h.last_resort = speed, []
+    return h
+
+
+# -- threads ---------------------------------------------------------------------------
+
+
+def _cores(cpus: Sequence[int], siblings: Mapping[int, Sequence[int]] | None) -> int:
+    if siblings is None:
+        return len(cpus)
+    return len({min(siblings.get(c, (c,))) for c in cpus})
+
+
+def _instance(
+    h: _Host,
+    policy: Policy,
+    *,
+    name: str,
+    port: int,
+    cpus: tuple[int, ...] | None,
+    memory_nodes: Sequence[int],
+    numa_policy: str | None,
+    numa_mask: Sequence[int],
+    shard_map: str,
+    kv_bytes: int,
+    siblings: Mapping[int, Sequence[int]] | None,
+) -> Instance:
+    numa_on = h.topo.numa_available and len(h.topo.nodes) > 1
+    if cpus is not None and not cpus:
+        raise PlanError(f"instance {name}: no CPUs left (reserve_cpus {format_cpulist(policy.reserve_cpus)} takes them all)")
+    numa: str | None = None
+    if numa_on:
+        spans = {n.id for n in h.topo.nodes if n.cpus and cpus and set(n.cpus) & set(cpus)}
+        if cpus is None:
+            numa = None if h.restricted else "distribute"
+        elif not h.restricted and len(spans) > 1 and set(cpus) == {c for n in h.topo.nodes for c in n.cpus or ()}:
+            numa = "distribute"  # every CPU of the host: ggml spreads threads over the nodes itself
+        elif len(spans) == 1 and set(cpus) == set(h.topo.node(next(iter(spans))).cpus or ()):
+            numa = "isolate"  # exactly one node's CPUs: threads stay where execution starts
+        else:
+            numa = "numactl"  # a subset: keep the affinity systemd gives, never widen it
+    return Instance(
+        name=name,
+        host=policy.service_host,
+        port=port,
+        cpus=cpus,
+        threads=_cores(cpus, siblings) if cpus else None,
+        threads_batch=len(cpus) if cpus else None,
+        numa=numa,
+        memory_nodes=tuple(memory_nodes),
+        numa_policy=numa_policy if numa_on else None,
+        numa_mask=tuple(numa_mask) if numa_on else (),
+        shard_map=shard_map,
+        kv_bytes=kv_bytes,
+        context_length=policy.context_length,
+        parallel=policy.parallel,
+        kv_cache_type=policy.kv_cache_type,
+    )
+
+
+# -- capacity ----------------------------------------------------------------------------
+
+
+def _gib(b: float) -> str:
+    """Sizes in errors and reasons: GiB, or MiB below one GiB so small numbers do not read as 0."""
+    return f"{b / 2**30:.2f} GiB" if abs(b) >= 2**30 else f"{b / 2**20:.1f} MiB"
+
+
+def _no_fit(h: _Host, what: str, total: int, kv: Mapping[int, int], need: Mapping[int, int] | None = None) -> PlanError:
+    """The error for a model that does not fit, with every node's arithmetic."""
+    rows = []
+    for n in h.memory_nodes:
+        f = h.free[n]
+        if f is None:
+            continue
+        room = h.limit(n) - kv.get(n, 0)
+        rows.append(
+            f"  node {n}: free {_gib(f)} - headroom {_gib(h.headroom[n])} - reserved {_gib(h.reserved[n])}"
+            f" - KV {_gib(kv.get(n, 0))} = room {_gib(room)}"
+            + (f", needs {_gib(need[n])}" if need and n in need else "")
+        )
+    return PlanError(f"{what}: the weights need {_gib(total)}\n" + "\n".join(rows))
+
+
+def _water_fill(total: float, speed: Mapping[int, float], cap: Mapping[int, float]) -> dict[int, float]:
+    """Split `total` in proportion to `speed`, no node above its `cap`; excess goes to the others."""
+    out = dict.fromkeys(speed, 0.0)
+    left, open_ = float(total), {n: s for n, s in speed.items() if s > 0 and cap[n] > 0}
+    while open_ and left > 0:
+        ssum = sum(open_.values())
+        over = [n for n, s in open_.items() if left * s / ssum > cap[n]]
+        if not over:
+            for n, s in open_.items():
+                out[n] = left * s / ssum
+            return out
+        for n in over:
+            out[n] = cap[n]
+            left -= cap[n]
+            del open_[n]
+    return out
+
+
+# -- strategies ----------------------------------------------------------------------------
+
+
+def _preference(h: _Host, n: int) -> tuple:
+    """Order of preference for the hot layerless tensors and the KV cache: fastest, has CPUs,
+    nearest to the CPUs (distances break ties), lowest id (node 0 keeps the map seed-only)."""
+    cpu_nodes = [x.id for x in h.nodes if x.cpus]
+    has_cpus = any(x.id == n and x.cpus for x in h.nodes)
+    return (-h.speed.get(n, 0.0), not has_cpus, sum(h.dist(n, c) for c in cpu_nodes), n)
+
+
+def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: Any) -> dict[str, Any]:
+    embed_bytes = other_bytes = 0
+    for t in lay.tensors:
+        if t.layer is None:
+            if shardmap.tensor_type(t.name) == "embed":
+                embed_bytes += t.n_bytes
+            else:
+                other_bytes += t.n_bytes
+    need_total = lay.total_bytes
+    order = sorted(h.speed, key=lambda n: _preference(h, n))
+    # The home node holds the KV cache and, if it can, the output tensors beside it.
+    home = next((n for n in order if h.limit(n) >= kv_total + other_bytes), None)
+    home = home if home is not None else next((n for n in order + h.last_resort if h.limit(n) >= kv_total), None)
+    if home is None:
+        raise _no_fit(h, f"the KV cache ({_gib(kv_total)}) fits on no node", need_total, {})
+    kv = {home: kv_total}
+    room = {n: h.limit(n) - kv.get(n, 0) for n in h.memory_nodes}
+    used = dict.fromkeys(h.memory_nodes, 0)
+    if need_total > sum(max(r, 0) for r in room.values()):
+        raise _no_fit(h, f"model {lay.source} does not fit (KV cache {_gib(kv_total)} on home node {home})", need_total, kv)
+
+    candidates = order + h.last_resort
+
+    def place(nbytes: int, prefer: list[int]) -> int | None:
+        if not nbytes:
+            return None
+        for n in prefer:
+            if used[n] + nbytes <= room[n]:
+                used[n] += nbytes
+                return n
+        raise _no_fit(h, f"model {lay.source}: no node has room for {_gib(nbytes)} of layerless tensors", need_total, kv)
+
+    # Output (read every token) on the home node; the embedding (a few rows per token) beside it.
+    other_node = place(other_bytes, candidates)
+    embed_node = place(embed_bytes, [other_node] + candidates if other_node is not None else candidates)
+
+    # Hot bytes (layers + output) split by speed among the primary nodes; overflow to last resort.
+    layer_total = sum(lay.layer_bytes.values())
+    hot_cap = {n: room[n] - (embed_bytes if n == embed_node else 0) for n in order}
+    hot = _water_fill(layer_total + other_bytes, h.speed, {n: max(c, 0) for n, c in hot_cap.items()})
+    target = {n: max(hot[n] - (other_bytes if n == other_node else 0), 0.0) for n in order}
+    spill = layer_total - sum(target.values())
+    for n in h.last_resort:
+        take = min(max(room[n] - used[n], 0), max(spill, 0))
+        target[n] = float(take)
+        spill -= take
+    layer_room = {n: room[n] - used[n] for n in candidates}
+
+    layer_nodes = _contiguous(lay.layer_bytes, [n for n in candidates if target.get(n, 0) > 0], target, layer_room)
+    if layer_nodes is None:
+        layer_nodes = _scattered(lay.layer_bytes, candidates, target, layer_room)
+        if layer_nodes is None:
+            raise _no_fit(h, f"model {lay.source} does not fit in whole layers", need_total, kv)
+        h.reasons.append("layers could not stay in contiguous runs within capacity; the map lists them one by one")
+
+    node_bytes = dict(used)
+    for layer, n in layer_nodes.items():
+        node_bytes[n] += lay.layer_bytes[layer]
+    used_last = [n for n in h.last_resort if node_bytes[n]]
+    if used_last:
+        h.warnings.append(f"CPU-less memory node(s) {used_last} hold weights without bandwidth measurements: run bench to plan by speed")
+    smap = shardmap.format_map(shardmap.from_assignment(layer_nodes, embed_node, other_node))
+    cpus = h.all_cpus
+    inst = _instance(
+        h, policy, name=policy.service_name, port=policy.service_port, cpus=cpus,
+        memory_nodes=[n for n in node_bytes if node_bytes[n]], numa_policy="preferred", numa_mask=[home],
+        shard_map=smap, kv_bytes=kv_total, siblings=siblings,
+    )
+    h.reasons.append(f"home node {home}: output tensors and the KV cache ({_gib(kv_total)}) stay there")
+    return dict(layer_nodes=layer_nodes, embed_node=embed_node, other_node=other_node, shard_map=smap,
+                node_bytes={n: b for n, b in node_bytes.items() if b}, kv=kv, instances=(inst,), weights=None)
+
+
+def _contiguous(layer_bytes: Mapping[int, int], seq: list[int], target: Mapping[int, float], room: Mapping[int, float]) -> dict[int, int] | None:
+    """Layers in order, in runs: each goes to the node whose share its midpoint falls in,
+    moving on when a node is full. None when the runs cannot be packed."""
+    if not seq:
+        return {} if not layer_bytes else None
+    bounds, acc = [], 0.0
+    for n in seq:
+        acc += target[n]
+        bounds.append(acc)
+    used = dict.fromkeys(seq, 0)
+    out: dict[int, int] = {}
+    cum, k = 0.0, 0
+    for layer, b in layer_bytes.items():
+        mid = cum + b / 2
+        while k < len(seq) - 1 and mid > bounds[k]:
+            k += 1
+        while k < len(seq) and used[seq[k]] + b > room[seq[k]]:
+            k += 1
+        if k == len(seq):
+            return None
+        out[layer] = seq[k]
+        used[seq[k]] += b
+        cum += b
+    return out
+
+
+def _scattered(layer_bytes: Mapping[int, int], nodes: list[int], target: Mapping[int, float], room: Mapping[int, float]) -> dict[int, int] | None:
+    """Largest layers first, each to the node furthest below its target that still has room."""
+    used = dict.fromkeys(nodes, 0)
+    out: dict[int, int] = {}
+    for layer, b in sorted(layer_bytes.items(), key=lambda kv: (-kv[1], kv[0])):
+        fits = [n for n in nodes if used[n] + b <= room[n]]
+        if not fits:
+            return None
+        n = max(fits, key=lambda x: (target.get(x, 0) - used[x], -nodes.index(x)))
+        out[layer] = n
+        used[n] += b
+    return dict(sorted(out.items()))
+
+
+def _replicate(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: Any) -> dict[str, Any]:
+    if not h.topo.numa_available or not h.topo.nodes:
+        raise PlanError("replicate needs NUMA nodes; this host has one flat memory domain")
+    if any(n.cpus is None for n in h.nodes):
+        raise PlanError("replicate binds each copy to a node's CPUs, and the topology does not list CPUs")
+    node_cpus = {x.id: x.cpus for x in h.nodes}
+    homes = [n for n in sorted(h.free) if node_cpus[n]]
+    if not homes:
+        raise PlanError("replicate needs a node with both CPUs and memory; there is none")
+    need = lay.total_bytes + kv_total
+    fits = [n for n in homes if h.limit(n) >= need]
+    if not fits:
+        raise _no_fit(h, f"replicate: no node holds a full copy of {lay.source} plus its KV cache ({_gib(kv_total)})",
+                      lay.total_bytes, {n: kv_total for n in homes})
+    if len(fits) < len(homes):
+        h.warnings.append(f"replicate: node(s) {[n for n in homes if n not in fits]} cannot hold a copy and run none")
+    # Memoryless CPU nodes lend their CPUs to the nearest replica.
+    cpus = {n: list(node_cpus[n] or ()) for n in fits}
+    for x in h.nodes:
+        if x.cpus and x.id not in h.free:
+            if h.topo.distances is None and len(fits) > 1:
+                h.warnings.append(f"node {x.id} has CPUs but no memory, and without distances no replica is nearest: its CPUs stay idle")
+                continue
+            near = min(fits, key=lambda n: (h.dist(x.id, n), n))
+            cpus[near] += list(x.cpus)
+    instances = []
+    for i, n in enumerate(fits):
+        smap = shardmap.format_map(shardmap.from_assignment(dict.fromkeys(lay.layers, n), n if _has_embed(lay) else None, n if _has_other(lay) else None))
+        instances.append(_instance(
+            h, policy, name=f"{policy.service_name}-node{n}", port=policy.service_port + i, cpus=tuple(sorted(cpus[n])),
+            memory_nodes=[n], numa_policy="bind", numa_mask=[n], shard_map=smap, kv_bytes=kv_total, siblings=siblings,
+        ))
+    h.reasons.append(f"replicate: {len(fits)} full copies, one per node with CPUs and memory, each bound to its node")
+    return dict(layer_nodes={}, embed_node=None, other_node=None, shard_map="",
+                node_bytes={n: lay.total_bytes for n in fits}, kv={n: kv_total for n in fits}, instances=tuple(instances), weights=None)
+
+
+def _has_embed(lay: ModelLayout) -> bool:
+    return any(t.layer is None and shardmap.tensor_type(t.name) == "embed" for t in lay.tensors)
+
+
+def _has_other(lay: ModelLayout) -> bool:
+    return any(t.layer is None and shardmap.tensor_type(t.name) != "embed" for t in lay.tensors)
+
+
+def _split(total: int, shares: Mapping[int, float]) -> dict[int, int]:
+    """Integer bytes per node in proportion to `shares`, summing exactly to `total`."""
+    s = sum(shares.values())
+    out = {n: int(total * w // s) for n, w in shares.items()}
+    for n in list(out)[: total - sum(out.values())]:
+        out[n] += 1
+    return out
+
+
+def _interleave(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: Any, *, weighted: bool, caps: bool, bench: Bench | None) -> dict[str, Any]:
+    nodes = sorted(h.speed)
+    if h.last_resort:
+        h.reasons.append(f"interleave leaves out CPU-less node(s) {h.last_resort}: no bandwidth measurements")
+    weights: dict[int, int] | None = None
+    if weighted:
+        if not caps:
+            raise PlanError("weighted-interleave: the kernel does not offer it (Linux 6.9+, /sys/kernel/mm/mempolicy/weighted_interleave)")
+        bw = dict(bench.node_bandwidth) if bench else {}
+        missing = [n for n in nodes if n not in bw]
+        if missing:
+            raise PlanError(f"weighted-interleave needs measured bandwidth for node(s) {missing}: run bench first")
+        top = max(bw[n] for n in nodes)
+        weights = {n: max(1, round(WEIGHT_SCALE * bw[n] / top)) for n in nodes}
+        shares: dict[int, float] = {n: float(w) for n, w in weights.items()}
+        h.reasons.append("weighted-interleave weights from measured bandwidth: " + ", ".join(f"node{n}={w}" for n, w in weights.items()))
+    else:
+        shares = {n: 1.0 for n in nodes}
+    node_bytes = _split(lay.total_bytes, shares)
+    kv = _split(kv_total, shares)
+    if any(node_bytes[n] + kv[n] > h.limit(n) for n in nodes):
+        raise _no_fit(h, f"{'weighted-' if weighted else ''}interleave: {lay.source} does not fit when spread over nodes {nodes}", lay.total_bytes, kv, node_bytes)
+    inst = _instance(
+        h, policy, name=policy.service_name, port=policy.service_port, cpus=h.all_cpus, memory_nodes=nodes,
+        numa_policy="weighted-interleave" if weighted else "interleave", numa_mask=nodes, shard_map="", kv_bytes=kv_total, siblings=siblings,
+    )
+    return dict(layer_nodes={}, embed_node=None, other_node=None, shard_map="", node_bytes=node_bytes, kv=kv, instances=(inst,), weights=weights)
+
+
+# -- the entry points ---------------------------------------------------------------------
+
+
+def plan(
+    topology: Topology,
+    layout: ModelLayout,
+    bench: Bench | None = None,
+    policy: Policy | None = None,
+    *,
+    siblings: Mapping[int, Sequence[int]] | None = None,
+    weighted_interleave: bool = False,
+) -> Plan:
+    """Plan one host. `siblings`: cpu -> its SMT sibling group (sysfs thread_siblings_list);
+    `weighted_interleave`: the kernel offers MPOL_WEIGHTED_INTERLEAVE."""
+    policy = policy or Policy()
+    h = _host(topology, policy, bench)
+    if siblings is None and any(n.cpus for n in h.nodes):
+        h.warnings.append("no SMT sibling facts: -t counts every CPU, not physical cores")
+    kv_per_token = layout.kv_bytes_per_token(policy.kv_cache_type)
+    kv_total = kv_per_token * policy.context_length * policy.parallel
+
+    def run(strategy: str) -> dict[str, Any]:
+        if strategy == "shard":
+            return _shard(h, layout, policy, kv_total, siblings)
+        if strategy == "replicate":
+            return _replicate(h, layout, policy, kv_total, siblings)
+        return _interleave(h, layout, policy, kv_total, siblings, weighted=strategy == "weighted-interleave",
+                           caps=weighted_interleave, bench=bench)
+
+    strategy = policy.strategy
+    if strategy == "auto":
+        strategy = _choose(h, layout, policy, bench, kv_total, run)
+    result = run(strategy)
+
+    roles = []
+    for n in h.nodes:
+        holds = result["node_bytes"].get(n.id, 0) > 0
+        threads = any(inst.cpus and set(inst.cpus) & set(n.cpus or ()) for inst in result["instances"])
+        role = "weights+threads" if holds and threads else "weights" if holds else "threads" if threads else "unused"
+        roles.append(NodeBudget(
+            id=n.id, has_cpus=None if n.cpus is None else bool(n.cpus), free=h.free.get(n.id, 0 if n.size_mb == 0 else None),
+            headroom=h.headroom.get(n.id, 0), reserved=h.reserved.get(n.id, 0), kv=result["kv"].get(n.id, 0),
+            weights=result["node_bytes"].get(n.id, 0), speed=h.speed.get(n.id, 0.0), role=role,
+        ))
+    return Plan(
+        strategy=strategy,
+        requested_strategy=policy.strategy,
+        shard_map=result["shard_map"],
+        layer_nodes=result["layer_nodes"],
+        embed_node=result["embed_node"],
+        other_node=result["other_node"],
+        node_bytes=result["node_bytes"],
+        nodes=tuple(roles),
+        instances=result["instances"],
+        kv_bytes_per_token=kv_per_token,
+        kv_bytes=kv_total,
+        interleave_weights=result["weights"],
+        warnings=tuple(h.warnings),
+        reasons=tuple(h.reasons),
+        layout=layout,
+        topology_fingerprint=topology.fingerprint(),
+    )
+
+
+def _choose(h: _Host, lay: ModelLayout, policy: Policy, bench: Bench | None, kv_total: int, run: Any) -> str:
+    """`auto`: the best measured strategy that is feasible here, else a documented heuristic."""
+    feasible = []
+    for s in ("shard", "replicate", "interleave", "weighted-interleave"):
+        saved = (list(h.warnings), list(h.reasons))
+        try:
+            run(s)
+            feasible.append(s)
+        except PlanError:
+            pass
+        h.warnings[:], h.reasons[:] = saved  # a trial leaves no trace
+    if not feasible:
+        return "shard"  # let shard raise its own error, with the numbers
+    tps = {s: v for s, v in (bench.strategy_tps if bench else {}).items() if s in feasible}
+    if tps:
+        best = max(tps, key=lambda s: (tps[s], -feasible.index(s)))
+        h.reasons.append("auto: measured tokens/s " + ", ".join(f"{s} {v:g}" for s, v in tps.items()) + f": {best} is fastest")
+        return best
+    replicas = [x.id for x in h.nodes if x.cpus and x.id in h.free] if h.topo.numa_available and h.topo.nodes else []
+    if "replicate" in feasible and len(replicas) > 1 and policy.parallel >= len(replicas):
+        h.reasons.append(f"auto without measurements: {policy.parallel} parallel slots >= {len(replicas)} nodes that each hold a copy: replicate")
+        return "replicate"
+    h.reasons.append("auto without measurements: shard (the default); run bench to let measurements decide")
+    return "shard"
+
+
+def siblings_from_facts(value: Any) -> dict[int, tuple[int, ...]] | None:
+    """cpu -> sibling group from facts: a mapping cpu -> list or cpulist, or a list of groups."""
+    if value is None:
+        return None
+    out: dict[int, tuple[int, ...]] = {}
+    groups: Iterable[Any] = value.values() if isinstance(value, Mapping) else value
+    for g in groups:
+        ids = tuple(parse_cpulist(g)) if isinstance(g, str) else tuple(int(c) for c in g)
+        for c in ids:
+            out[c] = ids
+    return out
+
+
+def plan_for_host(facts: Mapping[str, Any], layout: ModelLayout, bench: Bench | None, policy: Policy) -> Plan:
+    """Plan from a host's cached facts: `numa` (the topology JSON), optional `cpu.thread_siblings`
+    and `system.weighted_interleave`."""
+    topo_json = facts.get("numa") or facts.get("topology")
+    if topo_json is None:
+        raise PlanError("facts have no NUMA topology")
+    topo = Topology.from_json(topo_json)
+    siblings = siblings_from_facts((facts.get("cpu") or {}).get("thread_siblings"))
+    weighted = bool((facts.get("system") or {}).get("weighted_interleave", False))
+    return plan(topo, layout, bench, policy, siblings=siblings, weighted_interleave=weighted)
