@@ -124,7 +124,7 @@ def _check_refs(role: Role, located: Located, at: tuple, module: str, args: dict
     """Files a task names must exist in the role (templated names are checked when rendered)."""
 
     def need(kind: str, name: str, key: tuple) -> None:
-        if "{{" not in name and not (role.path / kind / name).is_file():
+        if "{{" not in name and not name.startswith("/") and not (role.path / kind / name).is_file():
             problems.append(located.diag(at + key, f"no such file: {role.name}/{kind}/{name}"))
 
     if module == "copy" and "src" in args:

@@ -8,6 +8,7 @@ often do); `resolve_vars` renders them until nothing changes.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -50,6 +51,20 @@ def _unit_value(value: Any) -> str:
     return text.replace("%", "%%")
 
 
+def _sha256_file(path: Any) -> str:
+    """The sha256 of a file on the machine running apply (e.g. a source archive to upload)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with open(str(path), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise jinja2.TemplateRuntimeError(f"{path}: {e.strerror}") from None
+    return h.hexdigest()
+
+
 def make_env(template_dir: Path | None = None) -> jinja2.Environment:
     env = ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader(str(template_dir)) if template_dir else None,
@@ -61,6 +76,9 @@ def make_env(template_dir: Path | None = None) -> jinja2.Environment:
         shell_quote=_shell_quote,
         systemd_quote=_systemd_quote,
         unit_value=_unit_value,
+        dirname=lambda p: os.path.dirname(str(p)),
+        basename=lambda p: os.path.basename(str(p)),
+        sha256_file=_sha256_file,
     )
     return env
 
@@ -74,7 +92,7 @@ def render_string(text: str, variables: Mapping[str, Any], *, where: str, env: j
         return text
     env = env or _DEFAULT_ENV
     try:
-        m = _WHOLE.match(text.strip())
+        m = _WHOLE.match(text.strip(" "))  # a newline outside the braces makes it text
         if m and "{{" not in m.group("expr"):
             value = env.compile_expression(m.group("expr"), undefined_to_none=False)(**variables)
             if isinstance(value, jinja2.Undefined):
@@ -163,7 +181,12 @@ def resolve_vars(variables: Mapping[str, Any], templated: set[str], *, where: st
         for dep in sorted(deps[name]):
             visit(dep)
         visiting.pop()
-        resolved[name] = render_value(resolved[name], resolved, where=f"{where}: {name}")
+        try:
+            resolved[name] = render_value(resolved[name], resolved, where=f"{where}: {name}")
+        except TemplateError as e:
+            # a default that cannot render (often one of a role this host skips) is an
+            # error only where it is used: using it raises this message
+            resolved[name] = jinja2.StrictUndefined(hint=str(e), name=name)
         done.add(name)
 
     for name in sorted(todo):

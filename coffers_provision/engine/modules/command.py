@@ -17,9 +17,18 @@ from . import Context, Outcome, TaskFailed
 
 
 def _argv(value: Any, what: str) -> list[str]:
+    """The words of a command; a word that is itself a list (a `{{ list }}` var) is spliced in."""
     if not isinstance(value, list) or not value:
         raise TaskFailed(f"{what} must be a non-empty list of words, got {type(value).__name__}")
-    return [str(w) for w in value]
+    words: list[str] = []
+    for w in value:
+        if isinstance(w, (list, tuple)):
+            words += [str(x) for x in w]
+        elif isinstance(w, (dict, type(None))):
+            raise TaskFailed(f"{what}: a word must be a string, got {type(w).__name__}")
+        else:
+            words.append(str(w))
+    return words
 
 
 def command_line(args: dict) -> str:

@@ -1,4 +1,5 @@
-"""`copy`: a file from the role's files/ (or inline `content`), compared by checksum."""
+"""`copy`: a file from the role's files/, an absolute path on the machine running apply
+(a generated model, a source archive), or inline `content`; compared by checksum."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ def needs(args: dict, ctx: Context) -> Needs:
 def source(args: dict, ctx: Context) -> bytes:
     if "content" in args:
         return str(args["content"]).encode()
+    src = str(args["src"])
     try:
-        return ctx.role.file_bytes(args["src"])
+        return open(src, "rb").read() if src.startswith("/") else ctx.role.file_bytes(src)
     except OSError as e:
-        raise TaskFailed(f"{ctx.role.name}/files/{args['src']}: {e.strerror}") from None
+        shown = src if src.startswith("/") else f"{ctx.role.name}/files/{src}"
+        raise TaskFailed(f"{shown}: {e.strerror}") from None
 
 
 def prepare(args: dict, ctx: Context) -> Outcome:
