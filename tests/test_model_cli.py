@@ -1,0 +1,64 @@
+"""`coffers-provision model inspect`: the table, the JSON, HOST:PATH through an inventory, bad files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from coffers_provision import modelgen
+from coffers_provision.cli import main
+from coffers_provision.model import read_layout
+
+
+@pytest.fixture(scope="module")
+def deepseek(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "deepseek2.gguf"
+    modelgen.write_arch(path, "deepseek2")
+    return path
+
+
+def test_inspect_table(deepseek, capsys):
+    assert main(["model", "inspect", str(deepseek)]) == 0
+    text = capsys.readouterr().out
+    lay = read_layout(deepseek)
+    assert f"deepseek2, 2 blocks, 2 layers in the table, {len(lay.tensors)} tensors" in text
+    assert f"= {lay.total_bytes} bytes" in text
+    header = next(line for line in text.splitlines() if line.strip().startswith("layer"))
+    assert header.split() == ["layer", "attn", "ffn", "experts", "shexp", "router", "norm", "embed", "output", "total"]
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.strip() and line.split()[0] in ("0", "1", "-", "total")}
+    assert set(rows) == {"0", "1", "-", "total"}
+    assert rows["0"][-1] == "44.3K" and rows["1"][-1] == "83.6K"  # dense first layer, MoE second
+
+
+def test_inspect_json(deepseek, capsys):
+    assert main(["model", "inspect", str(deepseek), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    lay = read_layout(deepseek)
+    assert doc["architecture"] == "deepseek2" and doc["block_count"] == 2 and doc["total_bytes"] == lay.total_bytes
+    assert [row["layer"] for row in doc["layers"]] == [0, 1, None]
+    assert sum(row["bytes"] for row in doc["layers"]) == lay.total_bytes
+    assert doc["layers"][1]["kinds"]["shared_experts"] == sum(t.n_bytes for t in lay.tensors if "_shexp" in t.name)
+    assert len(doc["tensors"]) == len(lay.tensors)
+
+
+def test_inspect_host_path_through_the_inventory(deepseek, tmp_path, capsys):
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all:\n  hosts:\n    box1:\n      ansible_connection: local\n")
+    assert main(["model", "inspect", f"box1:{deepseek}", "--inventory", str(inv), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["source"] == f"box1:{deepseek}" and doc["total_bytes"] == read_layout(deepseek).total_bytes
+    assert main(["model", "inspect", f"box2:{deepseek}", "--inventory", str(inv)]) == 1
+    assert "host 'box2' is not in the inventory" in capsys.readouterr().err
+    assert main(["model", "inspect", "box1:/nonexistent/model.gguf", "--inventory", str(inv)]) == 1
+    assert "box1:/nonexistent/model.gguf: no such file" in capsys.readouterr().err.replace("\n", "")
+    assert main(["model", "inspect", "box1:/nonexistent/model.gguf"]) == 1
+    assert "needs --inventory" in capsys.readouterr().err
+
+
+def test_inspect_bad_file(tmp_path, capsys):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello, not a model\n")
+    assert main(["model", "inspect", str(bad)]) == 1
+    err = capsys.readouterr().err.replace("\n", "")
+    assert str(bad) in err and "not a GGUF file" in err
