@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from coffers_provision.facts.numa import parse_numactl
+from coffers_provision.topology import Topology
 
-from .lab import GUESTS, Guest
+from .lab import GUESTS, REPO, Guest
 
 # The kernel keeps part of each node for itself (memmap, reserved ranges): a node of
 # 256 MiB reports about 207 MB, so sizes are checked against a band, not for equality.
@@ -35,3 +41,20 @@ def test_sizes_differ_on_the_four_node_guest(guests: dict) -> None:
     sizes = [n.size_mb for n in topo.nodes]
     assert sizes[0] > sizes[1] > sizes[2]
     assert len({d for row in topo.distances for d in row}) == 4  # 10, 12, 20, 22
+
+
+def test_probe_sees_both_topologies(lab: dict, tmp_path: Path) -> None:
+    """`coffers-provision probe` over real SSH, driven by inventories/lab.yml."""
+    r = subprocess.run(
+        [sys.executable, "-m", "coffers_provision", "probe", str(REPO / "inventories" / "lab.yml"), "--json",
+         "--refresh", "--known-hosts", lab["known_hosts"], "--facts-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    hosts = {h["host"]: h for h in json.loads(r.stdout)["hosts"]}
+    assert set(hosts) == {g.name for g in GUESTS}
+    for g in GUESTS:
+        facts = hosts[g.name]["facts"]
+        assert hosts[g.name]["status"] == "ok"
+        check_topology(g, Topology.from_json(facts["topology"]))
+        assert facts["systemd"]["is_pid1"] and facts["toolchain"]["libnuma_headers"]
+        assert facts["cpu"]["cpus"] == g.n_cpus
