@@ -109,18 +109,26 @@ class Policy:
 
 @dataclass(frozen=True)
 class Bench:
-    """Measurements the planner uses; both parts are optional.
+    """Measurements the planner uses; every part is optional.
 
     `node_bandwidth`: GB/s reading each memory node (node id -> GB/s).
-    `strategy_tps`: this model's measured tokens/s per strategy on this host (replicate: all
-    instances together).
+    `strategy_speed`: a measured figure per strategy on this host, higher is better, in
+    `speed_unit`: the model's tokens/s, or numa-shard-bench's read GB/s for that strategy
+    (replicate: all copies together).
     """
 
     node_bandwidth: Mapping[int, float] = field(default_factory=dict)
-    strategy_tps: Mapping[str, float] = field(default_factory=dict)
+    strategy_speed: Mapping[str, float] = field(default_factory=dict)
+    speed_unit: str = "tokens/s"
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Bench:
+        """A numa-shard-bench result (schemas/bench-result.schema.json), or the short form
+        `{"node_bandwidth_gbps": {"0": 80}, "strategy_tokens_per_s": {"shard": 9.5}}`."""
+        if (data.get("tool") or {}).get("name") == "numa-shard-bench":
+            bw = {int(n["id"]): float(n["read"]) for n in data["nodes"]}
+            speed = {s: float(v["read"]) for s, v in data["strategies"].items() if isinstance(v, Mapping) and "read" in v}
+            return cls(bw, speed, "GB/s read")
         bw = {int(k): float(v) for k, v in (data.get("node_bandwidth_gbps") or {}).items()}
         tps = {str(k): float(v) for k, v in (data.get("strategy_tokens_per_s") or {}).items()}
         for node, value in bw.items():
@@ -776,10 +784,11 @@ def _choose(h: _Host, lay: ModelLayout, policy: Policy, bench: Bench | None, kv_
         h.warnings[:], h.reasons[:] = saved  # a trial leaves no trace
     if not feasible:
         return "shard"  # let shard raise its own error, with the numbers
-    tps = {s: v for s, v in (bench.strategy_tps if bench else {}).items() if s in feasible}
-    if tps:
-        best = max(tps, key=lambda s: (tps[s], -feasible.index(s)))
-        h.reasons.append("auto: measured tokens/s " + ", ".join(f"{s} {v:g}" for s, v in tps.items()) + f": {best} is fastest")
+    speed = {s: v for s, v in (bench.strategy_speed if bench else {}).items() if s in feasible}
+    if speed:
+        best = max(speed, key=lambda s: (speed[s], -feasible.index(s)))
+        h.reasons.append(f"auto: measured {bench.speed_unit} " + ", ".join(f"{s} {v:g}" for s, v in speed.items())  # type: ignore[union-attr]
+                         + f": {best} is fastest" + (f" ({', '.join(s for s in feasible if s not in speed)} not measured)" if len(speed) < len(feasible) else ""))
         return best
     replicas = [x.id for x in h.nodes if x.cpus and x.id in h.free] if h.topo.numa_available and h.topo.nodes else []
     if "replicate" in feasible and len(replicas) > 1 and policy.parallel >= len(replicas):

@@ -187,7 +187,7 @@ def test_interleave_and_weighted(l70):
 
 def test_auto_picks_the_best_measured_feasible_strategy(l70):
     t = topo("kunpeng")
-    bench = Bench(strategy_tps={"shard": 5.0, "replicate": 9.0, "interleave": 4.0})
+    bench = Bench(strategy_speed={"shard": 5.0, "replicate": 9.0, "interleave": 4.0})
     p = plan(t, l70, bench, Policy(strategy="auto"))
     assert (p.strategy, p.requested_strategy) == ("replicate", "auto")
     assert any("replicate is fastest" in r for r in p.reasons)
@@ -255,3 +255,21 @@ def test_capacity_formula(l70):
         avail = min(node.size_mb, node.free_mb) * MiB
         assert n.free == avail and n.headroom == math.ceil(avail * 0.05) and n.reserved == 500 * MiB
         assert n.weights + n.kv <= n.limit
+
+
+def test_bench_from_a_numa_shard_bench_result(l70):
+    # the fields the planner reads from schemas/bench-result.schema.json (the rest is ignored)
+    result = {
+        "tool": {"name": "numa-shard-bench", "version": "1.0.0", "compiler": "gcc"},
+        "nodes": [{"id": 0, "read": 90.0}, {"id": 1, "read": 45.0}],
+        "strategies": {"shard": {"read": 120.0, "per_node": []}, "interleave": {"read": 100.0, "nodes": [0, 1]},
+                       "replicate": {"read": 150.0, "copies": 2}, "best": "replicate"},
+    }
+    bench = Bench.from_json(result)
+    assert bench.node_bandwidth == {0: 90.0, 1: 45.0} and bench.speed_unit == "GB/s read"
+    assert bench.strategy_speed == {"shard": 120.0, "interleave": 100.0, "replicate": 150.0}
+    p = plan(topo("epyc-9135"), l70, bench, Policy(strategy="auto"))
+    assert p.strategy == "replicate"
+    assert any("measured GB/s read shard 120, interleave 100, replicate 150: replicate is fastest" in r for r in p.reasons)
+    with pytest.raises(ValueError, match="strategy_tokens_per_s.fast: not a strategy"):
+        Bench.from_json({"strategy_tokens_per_s": {"fast": 1}})

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--kv-cache-type", help="f16 (default), q8_0, q4_0, ...")
     g.add_argument("--port", type=int, help="service port (replicate: port, port+1, ...)")
     f = p.add_argument_group("facts and measurements")
-    f.add_argument("--bench", metavar="FILE", help='JSON: {"node_bandwidth_gbps": {"0": 80}, "strategy_tokens_per_s": {"shard": 9.5}}')
+    f.add_argument("--bench", metavar="FILE", help='a numa-shard-bench --json result, or {"node_bandwidth_gbps": {"0": 80}, "strategy_tokens_per_s": {"shard": 9.5}}')
     f.add_argument("--siblings", metavar="FILE", help="SMT sibling groups, one CPU list a line (sysfs thread_siblings_list)")
     f.add_argument("--weighted-interleave", action="store_true", help="the host's kernel offers weighted interleave")
     p.set_defaults(func=run)
