@@ -85,6 +85,8 @@ def _load(path: Path, ref: str, problems: list[Diagnostic]) -> Located | None:
         return None
     if located.data is None:
         located.data = {} if ref == "defaults" else []
+    if ref == "tasks" and isinstance(located.data, list):
+        return located  # checked task by task, so one bad task does not hide the others
     found = check("role", located, ref=ref)
     problems.extend(found)
     return None if found else located
@@ -95,6 +97,10 @@ def _tasks(role: Role, located: Located | None, problems: list[Diagnostic]) -> t
         return ()
     out = []
     for i, raw in enumerate(located.data):
+        found = check("role", located, at=(i,), ref="task")
+        if found:
+            problems.extend(found)
+            continue
         modules = [k for k in raw if k in MODULES]
         if len(modules) != 1:
             problems.append(located.diag((i,), f"a task names exactly one module ({', '.join(MODULES)}); found {len(modules)}"))
@@ -183,7 +189,15 @@ def load_play(play_file: str | Path, roles_dir: str | Path | None = None) -> Pla
         except RoleError as e:
             problems.extend(e.diagnostics)
     play = Play(tuple(entries))
-    handlers = play.handlers
+    # a task may notify a handler of a role outside this play (bench rebuilds a tool the
+    # service uses): it stays pending on the host for the play that has it
+    handlers = set(play.handlers)
+    for other in sorted(roles_dir.glob("*/handlers.yml")):
+        if other.parent.name not in {pr.role.name for pr in entries}:
+            try:
+                handlers |= {h.name for h in load_role(other.parent).handlers}
+            except RoleError:
+                pass  # reported when a play uses that role
     for pr in entries:
         for t in pr.role.tasks + pr.role.handlers:
             for name in t.notify:

@@ -199,8 +199,10 @@ class _Play:
     def run_handlers(self) -> None:
         handlers = self.play.handlers
         for name in [n for n in self.notified if n not in handlers]:
-            self.report.results.append(TaskResult("-", name, "handler", Status.SKIPPED, "no such handler any more", handler=True))
-        remaining = [n for n in self.pending if n in handlers]
+            # a handler of another play (or of an older version of the roles): kept pending
+            self.report.results.append(TaskResult("-", name, "handler", Status.SKIPPED,
+                                                  "not a handler of this play: kept pending for the play that has it", handler=True))
+        remaining = list(self.notified) if self.options.check else list(dict.fromkeys(self.pending + [n for n in self.notified if n not in handlers]))
         for name, task in handlers.items():
             if name not in self.notified:
                 continue
