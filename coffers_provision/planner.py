@@ -723,6 +723,8 @@ def plan(
     `weighted_interleave`: the kernel offers MPOL_WEIGHTED_INTERLEAVE."""
     policy = policy or Policy()
     h = _host(topology, policy, bench)
+    if topology.numa_available and any(n.cpus is None for n in topology.nodes):
+        h.warnings.append("the topology lists no CPUs (old numactl format): no -t/-tb and no CPU affinity")
     if siblings is None and any(n.cpus for n in h.nodes):
         h.warnings.append("no SMT sibling facts: -t counts every CPU, not physical cores")
     kv_per_token = layout.kv_bytes_per_token(policy.kv_cache_type)

@@ -219,6 +219,7 @@ def test_legacy_format_without_cpus(tiny):
     assert p.shard_map.endswith("*:node2") or p.shard_map.endswith("*:node3")  # no-layer tensors off node 0
     assert evaluates_to_assignment(p, [2, 3])
     assert p.instances[0].cpus is None and "-t" not in p.instances[0].args
+    assert any("lists no CPUs" in w for w in p.warnings)
 
 
 def test_policy_from_vars():
