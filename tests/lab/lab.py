@@ -181,7 +181,9 @@ def up(names: list[str] | None = None) -> dict:
                         "-b", str(image / "rootfs.img"), str(overlay)], check=True)
         (run_dir() / f"{g.name}.console.log").unlink(missing_ok=True)
         started[g.name] = time.monotonic()
-        subprocess.run(qemu_argv(g, image, overlay, accel), check=True)
+        r = subprocess.run(qemu_argv(g, image, overlay, accel), capture_output=True, text=True)
+        if r.returncode != 0:  # e.g. the forwarded port is taken by a guest of another clone
+            raise RuntimeError(f"{g.name}: QEMU did not start: {r.stderr.strip()}")
     boot: dict[str, float] = {}
     deadline = time.monotonic() + BOOT_TIMEOUT_S
     pending = [g for g in chosen if g.name in started]

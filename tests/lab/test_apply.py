@@ -1,0 +1,65 @@
+"""`apply inventories/lab.yml` runs the inference service under the guests' real systemd.
+
+>>> PLACE FOR THE APPLY ENGINE ([6]) <<<
+These tests start running as soon as coffers_provision/commands/apply.py exists. The owner
+of `apply` adjusts the command line and the unit name below to what it ships; the checks
+are the issue's: `systemctl is-active` passes, the unit's environment holds the plan, the
+server answers, and a second apply changes nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from coffers_provision.inventory import load_inventory
+
+from . import guestops
+from .conftest import INVENTORY
+from .lab import GUESTS, REPO
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("coffers_provision.commands.apply") is None,
+                                reason="`coffers-provision apply` is not built yet ([6])")
+
+UNIT = "coffers-llama"  # adjust to the unit name the inference_service role installs
+
+
+def apply(lab: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "coffers_provision", "apply", str(INVENTORY),
+                           "--known-hosts", lab["known_hosts"], "--json"],
+                          capture_output=True, text=True, timeout=3600, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def applied(lab: dict, guests: dict, lab4_llama: dict, llama_server_bin, lab_model) -> dict:  # type: ignore[no-untyped-def]
+    for g in GUESTS:  # the model and server the inventory names, on every guest
+        guestops.install(guests[g.name], llama_server_bin, guestops.LLAMA_SERVER, mode=0o755)
+        guestops.install(guests[g.name], lab_model, guestops.MODEL)
+    first = apply(lab)
+    assert first.returncode == 0, first.stdout + first.stderr
+    return {"first": first}
+
+
+@pytest.mark.parametrize("name", [g.name for g in GUESTS])
+def test_unit_is_active_with_the_plan_and_serves(applied: dict, guests: dict, name: str) -> None:
+    conn = guests[name]
+    units = conn.run(f"systemctl list-units --no-legend --plain '{UNIT}*' | awk '{{print $1}}'").stdout.split()
+    assert units, f"no {UNIT}* unit on {name}"
+    for unit in units:
+        assert conn.run(["systemctl", "is-active", unit]).stdout.strip() == "active"
+        env = conn.run(["systemctl", "show", "-P", "Environment", unit]).stdout
+        assert "GGML_NUMA_SHARD_MAP=" in env, f"{unit} on {name}: {env}"
+    port = load_inventory(INVENTORY).hosts[name].vars["coffers"]["service"]["port"]
+    status, body = guestops.http(conn, "/health", port=port)
+    assert status == 200, body
+
+
+def test_second_apply_changes_nothing(applied: dict, lab: dict) -> None:
+    second = apply(lab)
+    assert second.returncode == 0, second.stdout + second.stderr
+    recap = json.loads(second.stdout)
+    assert all(h.get("changed", 0) == 0 for h in recap.get("hosts", [])), recap
