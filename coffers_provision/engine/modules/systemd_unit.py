@@ -123,7 +123,7 @@ def prepare(args: dict, ctx: Context) -> Outcome:
     state = args.get("state", "started")
     if state not in STATES:
         raise TaskFailed(f"state {state!r} is not one of {', '.join(STATES)}")
-    enabled = args.get("enabled", True if state in ("started", "restarted") else None)
+    enabled = args.get("enabled", True if state == "started" else None)
     units = _units(args)
     unit_file = f"{unit_dir}/{name}"
     if "src" not in args and state != "absent" and ctx.state.stat(unit_file) is None:
@@ -145,7 +145,7 @@ def prepare(args: dict, ctx: Context) -> Outcome:
                 files[f"{_dropin_dir(unit_dir, unit)}/{DROPIN}"] = render(ctx, args["dropin_src"], {"instance": item})
     for path, data in files.items():
         directory = path.rsplit("/", 1)[0]
-        if directory != unit_dir and ctx.state.stat(directory) is None:
+        if ctx.state.stat(directory) is None:
             out.add(Outcome([], actions=[lambda d=directory: ctx.run(["mkdir", "-p", "--", d])],
                             effects={directory: PathState("dir", 0o755, 0, 0, "root", "root")}))
         out.add(write_file(ctx, path, data, mode=0o644, step=f"write {path[len(unit_dir) + 1:]}"))
@@ -158,6 +158,8 @@ def prepare(args: dict, ctx: Context) -> Outcome:
     gone = _stale(args, ctx, unit_dir) + (units if state == "absent" else [])
     doomed = [f"{_dropin_dir(unit_dir, u)}/{DROPIN}" for u in gone] + ([unit_file] if state == "absent" else [])
     doomed = [p for p in doomed if ctx.state.stat(p) is not None]
+    if state == "absent" and not doomed:
+        return Outcome([Step(f"remove {name}", Status.OK, "not installed")])
     if gone:
         live = state == "absent" and booted and any(
             v in ("active", "activating", "enabled") for what in ("is-active", "is-enabled")
