@@ -1,0 +1,715 @@
+/* numa-shard-place - load a GGUF model into the page cache with each tensor on its map node,
+   so that an unmodified llama-server that mmaps the file later finds its weights in place.
+
+   usage: numa-shard-place [--map MAP] [--evict] [--verify] [--plan] [--min-percent P] [--json] MODEL.gguf
+
+   The map comes from --map or GGML_NUMA_SHARD_MAP (docs/shard-map.md). Every page of tensor
+   data gets a planned node: a whole page inside a tensor gets the tensor's node, a page
+   shared by tensors the node of the tensor owning most of its bytes (ties: the lower offset).
+   Placing runs of pages: a preferred-node task policy while the run is read ahead and
+   faulted in (new page-cache pages are allocated on the node), then every page is checked
+   with move_pages(2) and pages cached elsewhere are migrated when the kernel allows it
+   (pages other processes map stay; they are reported).
+
+     --evict        first write the file's dirty pages back and drop its cached pages
+                    (posix_fadvise DONTNEED); mincore(2) tells how many stayed cached
+     --verify       change nothing: report where the model's cached pages are
+     --plan         print the tensor table and the node of each tensor, place nothing
+     --min-percent  exit 3 when fewer pages than this are on their planned node (default 99.9)
+     --json         one JSON document instead of the table (docs/native-tools.md)
+
+   Exit: 0 done, 1 bad model or map, 2 bad flags, 3 below --min-percent.
+   Build: gcc -O2 numa-shard-place.c -o numa-shard-place
+*/
+#define _GNU_SOURCE
+#define GGML_NUMA_SHARD_IMPLEMENTATION
+#define GGML_NUMA_SHARD_STATIC
+#include "ggml-numa-shard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* ---- GGUF --------------------------------------------------------------------------------- */
+
+#define GGUF_MAX_DIMS 4
+#define GGUF_MAX_NAME 64 /* names this long or longer are rejected by the loader too */
+#define GGUF_MAX_ARRAY_DEPTH 4
+
+/* Block size (elements) and block bytes of each ggml type id; 0 for ids no longer in use. */
+static const struct { const char *name; unsigned block, bytes; } ggml_types[] = {
+    {"F32", 1, 4},       {"F16", 1, 2},      {"Q4_0", 32, 18},    {"Q4_1", 32, 20},     {NULL, 0, 0},
+    {NULL, 0, 0},        {"Q5_0", 32, 22},   {"Q5_1", 32, 24},    {"Q8_0", 32, 34},     {"Q8_1", 32, 36},
+    {"Q2_K", 256, 84},   {"Q3_K", 256, 110}, {"Q4_K", 256, 144},  {"Q5_K", 256, 176},   {"Q6_K", 256, 210},
+    {"Q8_K", 256, 292},  {"IQ2_XXS", 256, 66}, {"IQ2_XS", 256, 74}, {"IQ3_XXS", 256, 98}, {"IQ1_S", 256, 50},
+    {"IQ4_NL", 32, 18},  {"IQ3_S", 256, 110}, {"IQ2_S", 256, 82}, {"IQ4_XS", 256, 136}, {"I8", 1, 1},
+    {"I16", 1, 2},       {"I32", 1, 4},      {"I64", 1, 8},       {"F64", 1, 8},        {"IQ1_M", 256, 56},
+    {"BF16", 1, 2},      {NULL, 0, 0},       {NULL, 0, 0},        {NULL, 0, 0},         {"TQ1_0", 256, 54},
+    {"TQ2_0", 256, 66},  {NULL, 0, 0},       {NULL, 0, 0},        {NULL, 0, 0},         {"MXFP4", 32, 17},
+    {"NVFP4", 64, 36},   {"Q1_0", 128, 18},
+};
+#define GGML_TYPE_COUNT (sizeof ggml_types / sizeof ggml_types[0])
+
+typedef struct gguf_tensor {
+    char name[GGUF_MAX_NAME];
+    uint32_t type, n_dims;
+    uint64_t dims[GGUF_MAX_DIMS];
+    uint64_t offset; /* from the start of the file */
+    uint64_t size;   /* bytes */
+} gguf_tensor;
+
+typedef struct gguf_file {
+    uint32_t version;
+    uint64_t n_tensors, n_kv, alignment, data_offset;
+    gguf_tensor *tensors;
+} gguf_file;
+
+typedef struct reader {
+    const unsigned char *p;
+    uint64_t len, pos;
+    char *err;
+    size_t err_size;
+} reader;
+
+static int fail(reader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(reader *r, const char *fmt, ...) {
+    va_list ap;
+    int n = snprintf(r->err, r->err_size, "offset %llu: ", (unsigned long long)r->pos);
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < r->err_size) vsnprintf(r->err + n, r->err_size - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int need(reader *r, uint64_t n, const char *what) {
+    if (n > r->len - r->pos)
+        return fail(r, "%s (%llu bytes) runs past the end of the file (%llu bytes)", what, (unsigned long long)n,
+                    (unsigned long long)r->len);
+    return 0;
+}
+
+static uint64_t le(const unsigned char *p, int n) {
+    uint64_t v = 0;
+    int i;
+    for (i = n - 1; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+static int rd_u32(reader *r, uint32_t *v, const char *what) {
+    if (need(r, 4, what)) return -1;
+    *v = (uint32_t)le(r->p + r->pos, 4);
+    r->pos += 4;
+    return 0;
+}
+
+static int rd_u64(reader *r, uint64_t *v, const char *what) {
+    if (need(r, 8, what)) return -1;
+    *v = le(r->p + r->pos, 8);
+    r->pos += 8;
+    return 0;
+}
+
+/* A GGUF string: u64 length, then the bytes. */
+static int rd_str(reader *r, const unsigned char **s, uint64_t *n, const char *what) {
+    if (rd_u64(r, n, what) || need(r, *n, what)) return -1;
+    *s = r->p + r->pos;
+    r->pos += *n;
+    return 0;
+}
+
+static unsigned value_size(uint32_t type) {
+    static const unsigned sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    return type < 13 ? sizes[type] : 0;
+}
+
+static int skip_value(reader *r, uint32_t type, int depth) {
+    const unsigned char *s;
+    uint64_t n, count, i;
+    uint32_t elem;
+    if (value_size(type)) {
+        if (need(r, value_size(type), "a value")) return -1;
+        r->pos += value_size(type);
+        return 0;
+    }
+    if (type == 8) return rd_str(r, &s, &n, "a string value");
+    if (type != 9) return fail(r, "unknown value type %u", type);
+    if (depth >= GGUF_MAX_ARRAY_DEPTH) return fail(r, "arrays nested more than %d deep", GGUF_MAX_ARRAY_DEPTH);
+    if (rd_u32(r, &elem, "an array type") || rd_u64(r, &count, "an array length")) return -1;
+    if (value_size(elem)) {
+        if (count > (r->len - r->pos) / value_size(elem))
+            return fail(r, "array of %llu values runs past the end of the file", (unsigned long long)count);
+        r->pos += count * value_size(elem);
+        return 0;
+    }
+    if (elem != 8 && elem != 9) return fail(r, "unknown array element type %u", elem);
+    if (count > (r->len - r->pos) / 8) /* every element takes 8 bytes or more */
+        return fail(r, "array of %llu values runs past the end of the file", (unsigned long long)count);
+    for (i = 0; i < count; i++)
+        if (skip_value(r, elem, depth + 1)) return -1;
+    return 0;
+}
+
+static int cmp_offset(const void *a, const void *b) {
+    const gguf_tensor *x = (const gguf_tensor *)a, *y = (const gguf_tensor *)b;
+    return (x->offset > y->offset) - (x->offset < y->offset);
+}
+
+static int cmp_name(const void *a, const void *b) {
+    return strcmp(((const gguf_tensor *)a)->name, ((const gguf_tensor *)b)->name);
+}
+
+static __attribute__((unused)) void gguf_free(gguf_file *f) {
+    free(f->tensors);
+    memset(f, 0, sizeof *f);
+}
+
+/* Parse the header of a GGUF file held in buf[0..len). On success the tensors are sorted by
+   offset and lie inside the file without overlapping. Returns 0, or -1 with a message. */
+static __attribute__((unused)) int gguf_parse(const unsigned char *buf, uint64_t len, gguf_file *f, char *err, size_t err_size) {
+    reader r;
+    uint64_t i, j;
+    gguf_tensor *sorted = NULL;
+    memset(f, 0, sizeof *f);
+    r.p = buf;
+    r.len = len;
+    r.pos = 0;
+    r.err = err;
+    r.err_size = err_size;
+    f->alignment = 32;
+    if (len < 4 || memcmp(buf, "GGUF", 4) != 0) return fail(&r, "not a GGUF file (no GGUF magic)");
+    r.pos = 4;
+    if (rd_u32(&r, &f->version, "the version")) return -1;
+    if (f->version == 0x02000000 || f->version == 0x03000000) {
+        r.pos = 4;
+        return fail(&r, "big-endian GGUF is not supported");
+    }
+    if (f->version != 2 && f->version != 3) {
+        r.pos = 4;
+        return fail(&r, "GGUF version %u is not supported (only 2 and 3)", f->version);
+    }
+    if (rd_u64(&r, &f->n_tensors, "the tensor count") || rd_u64(&r, &f->n_kv, "the key-value count")) return -1;
+    if (f->n_kv > (len - r.pos) / 13) /* a key-value takes 13 bytes or more */
+        return fail(&r, "%llu key-value pairs cannot fit in a %llu-byte file", (unsigned long long)f->n_kv,
+                    (unsigned long long)len);
+    for (i = 0; i < f->n_kv; i++) {
+        const unsigned char *key;
+        uint64_t key_len;
+        uint32_t type;
+        if (rd_str(&r, &key, &key_len, "a key") || rd_u32(&r, &type, "a value type")) return -1;
+        if (key_len == 17 && memcmp(key, "general.alignment", 17) == 0) {
+            uint32_t a;
+            if (type != 4) return fail(&r, "general.alignment has value type %u, not uint32", type);
+            if (rd_u32(&r, &a, "general.alignment")) return -1;
+            if (a == 0 || (a & (a - 1)) != 0) return fail(&r, "general.alignment %u is not a power of two", a);
+            f->alignment = a;
+        } else if (skip_value(&r, type, 0)) {
+            return -1;
+        }
+    }
+    if (f->n_tensors > (len - r.pos) / 32) /* a tensor info takes 32 bytes or more */
+        return fail(&r, "%llu tensors cannot fit in a %llu-byte file", (unsigned long long)f->n_tensors,
+                    (unsigned long long)len);
+    f->tensors = (gguf_tensor *)calloc(f->n_tensors ? (size_t)f->n_tensors : 1, sizeof *f->tensors);
+    if (!f->tensors) return fail(&r, "out of memory");
+    for (i = 0; i < f->n_tensors; i++) {
+        gguf_tensor *t = &f->tensors[i];
+        const unsigned char *name;
+        uint64_t name_len, elements = 1, blocks;
+        if (rd_str(&r, &name, &name_len, "a tensor name")) goto bad;
+        if (name_len >= GGUF_MAX_NAME) {
+            fail(&r, "tensor name of %llu bytes (the limit is %d)", (unsigned long long)name_len, GGUF_MAX_NAME - 1);
+            goto bad;
+        }
+        if (memchr(name, 0, (size_t)name_len)) {
+            fail(&r, "tensor name holds a NUL byte");
+            goto bad;
+        }
+        memcpy(t->name, name, (size_t)name_len);
+        if (rd_u32(&r, &t->n_dims, "a dimension count")) goto bad;
+        if (t->n_dims > GGUF_MAX_DIMS) {
+            fail(&r, "tensor '%s' has %u dimensions (at most %d)", t->name, t->n_dims, GGUF_MAX_DIMS);
+            goto bad;
+        }
+        for (j = 0; j < GGUF_MAX_DIMS; j++) t->dims[j] = 1;
+        for (j = 0; j < t->n_dims; j++) {
+            if (rd_u64(&r, &t->dims[j], "a dimension")) goto bad;
+            if (t->dims[j] > (uint64_t)INT64_MAX || (t->dims[j] && elements > (uint64_t)INT64_MAX / t->dims[j])) {
+                fail(&r, "tensor '%s' has too many elements", t->name);
+                goto bad;
+            }
+            elements *= t->dims[j];
+        }
+        if (rd_u32(&r, &t->type, "a tensor type")) goto bad;
+        if (t->type >= GGML_TYPE_COUNT || !ggml_types[t->type].block) {
+            fail(&r, "tensor '%s' has unknown ggml type %u", t->name, t->type);
+            goto bad;
+        }
+        if (t->dims[0] % ggml_types[t->type].block) {
+            fail(&r, "tensor '%s': %llu elements per row is not a multiple of the %s block (%u)", t->name,
+                 (unsigned long long)t->dims[0], ggml_types[t->type].name, ggml_types[t->type].block);
+            goto bad;
+        }
+        blocks = elements / ggml_types[t->type].block;
+        if (blocks > UINT64_MAX / ggml_types[t->type].bytes) {
+            fail(&r, "tensor '%s' is too large", t->name);
+            goto bad;
+        }
+        t->size = blocks * ggml_types[t->type].bytes;
+        if (rd_u64(&r, &t->offset, "a tensor offset")) goto bad;
+        if (t->offset % f->alignment) {
+            fail(&r, "tensor '%s' offset %llu is not a multiple of the alignment %llu", t->name,
+                 (unsigned long long)t->offset, (unsigned long long)f->alignment);
+            goto bad;
+        }
+    }
+    f->data_offset = (r.pos + f->alignment - 1) / f->alignment * f->alignment;
+    for (i = 0; i < f->n_tensors; i++) {
+        gguf_tensor *t = &f->tensors[i];
+        if (t->offset > len || t->size > len - t->offset || f->data_offset > len - t->offset - t->size) {
+            r.pos = f->data_offset;
+            fail(&r, "tensor '%s' (%llu bytes at data offset %llu) runs past the end of the file (%llu bytes)", t->name,
+                 (unsigned long long)t->size, (unsigned long long)t->offset, (unsigned long long)len);
+            goto bad;
+        }
+        t->offset += f->data_offset;
+    }
+    /* No name twice, no two tensors sharing bytes. */
+    sorted = (gguf_tensor *)malloc((f->n_tensors ? (size_t)f->n_tensors : 1) * sizeof *sorted);
+    if (!sorted) {
+        fail(&r, "out of memory");
+        goto bad;
+    }
+    memcpy(sorted, f->tensors, (size_t)f->n_tensors * sizeof *sorted);
+    qsort(sorted, (size_t)f->n_tensors, sizeof *sorted, cmp_name);
+    for (i = 1; i < f->n_tensors; i++)
+        if (strcmp(sorted[i - 1].name, sorted[i].name) == 0) {
+            fail(&r, "tensor '%s' appears twice", sorted[i].name);
+            goto bad;
+        }
+    free(sorted);
+    sorted = NULL;
+    qsort(f->tensors, (size_t)f->n_tensors, sizeof *f->tensors, cmp_offset);
+    for (i = 1; i < f->n_tensors; i++) {
+        const gguf_tensor *a = &f->tensors[i - 1], *b = &f->tensors[i];
+        if (a->offset + a->size > b->offset && a->size && b->size) {
+            r.pos = b->offset;
+            fail(&r, "tensors '%s' and '%s' overlap", a->name, b->name);
+            goto bad;
+        }
+    }
+    return 0;
+bad:
+    free(sorted);
+    gguf_free(f);
+    return -1;
+}
+
+/* ---- the page plan ------------------------------------------------------------------------ */
+
+typedef struct page_run {
+    uint64_t first, count; /* pages */
+    int node;
+} page_run;
+
+typedef struct plan {
+    page_run *runs;
+    size_t n, cap;
+} plan;
+
+static int plan_emit(plan *pl, uint64_t page, uint64_t count, int node) {
+    page_run *last = pl->n ? &pl->runs[pl->n - 1] : NULL;
+    if (!count) return 0;
+    if (last && last->node == node && last->first + last->count == page) {
+        last->count += count;
+        return 0;
+    }
+    if (pl->n == pl->cap) {
+        size_t cap = pl->cap ? 2 * pl->cap : 64;
+        page_run *runs = (page_run *)realloc(pl->runs, cap * sizeof *runs);
+        if (!runs) return -1;
+        pl->runs = runs;
+        pl->cap = cap;
+    }
+    pl->runs[pl->n].first = page;
+    pl->runs[pl->n].count = count;
+    pl->runs[pl->n].node = node;
+    pl->n++;
+    return 0;
+}
+
+/* Pages of tensors sorted by offset (nodes[i] for tensor i) as runs of one node each.
+   A partly covered page goes to the tensor with most bytes in it; ties to the earlier one. */
+static __attribute__((unused)) int plan_pages(const gguf_tensor *t, const int *nodes, size_t n, uint64_t ps, plan *pl) {
+    uint64_t open_page = 0, best_bytes = 0;
+    int open = 0, best_node = 0;
+    size_t i;
+    memset(pl, 0, sizeof *pl);
+#define CLOSE() do { if (open && plan_emit(pl, open_page, 1, best_node)) return -1; open = 0; } while (0)
+#define CONTEST(pg, bytes, node) do {                                              \
+        if (open && open_page == (pg)) {                                           \
+            if ((bytes) > best_bytes) { best_bytes = (bytes); best_node = (node); } \
+        } else {                                                                   \
+            CLOSE();                                                               \
+            open = 1; open_page = (pg); best_bytes = (bytes); best_node = (node);  \
+        }                                                                          \
+    } while (0)
+    for (i = 0; i < n; i++) {
+        uint64_t s = t[i].offset, e = s + t[i].size, hp, tp;
+        if (!t[i].size) continue;
+        hp = s / ps;
+        tp = (e - 1) / ps;
+        if (open && open_page != hp) CLOSE();
+        if (hp == tp) {
+            CONTEST(hp, e - s, nodes[i]);
+        } else {
+            uint64_t fw = s % ps ? hp + 1 : hp, lw = e % ps ? tp : tp + 1;
+            if (s % ps) {
+                CONTEST(hp, ps - s % ps, nodes[i]);
+                CLOSE();
+            }
+            if (plan_emit(pl, fw, lw - fw, nodes[i])) return -1;
+            if (e % ps) CONTEST(tp, e % ps, nodes[i]);
+        }
+    }
+    CLOSE();
+#undef CLOSE
+#undef CONTEST
+    return 0;
+}
+
+#ifndef NUMA_SHARD_PLACE_NO_MAIN
+
+/* ---- placement ---------------------------------------------------------------------------- */
+
+#define MPOL_DEFAULT_ 0
+#define MPOL_PREFERRED_ 1
+#define MPOL_BIND_ 2
+#define MPOL_MF_MOVE_ (1 << 1)
+#define MADV_POPULATE_READ_ 22
+#define CHUNK 4096
+
+typedef struct tally {
+    uint64_t planned, resident, on_node, elsewhere, moved, tensors;
+} tally;
+
+static size_t g_page;
+static ggml_numa_shard_nodemask g_mask;
+
+static void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void die(int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("numa-shard-place: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(status);
+}
+
+static void set_node(int node) {
+    ggml_numa_shard_nodemask_clear(&g_mask);
+    ggml_numa_shard_nodemask_set(&g_mask, node);
+}
+
+/* Fault pages in without allocating beyond them (the mapping is MADV_RANDOM). */
+static void populate(char *addr, size_t len) {
+    if (syscall(SYS_madvise, (unsigned long)addr, len, (int)MADV_POPULATE_READ_) != 0 && errno == EINVAL) {
+        size_t o; /* kernels before 5.14 */
+        for (o = 0; o < len; o += g_page) (void)*(volatile const char *)(addr + o);
+    }
+}
+
+/* Where the pages [addr, addr + n pages) sit: status[] gets a node or -errno per page. */
+static int query(char *addr, uint64_t n, int *status, void **pages) {
+    uint64_t i;
+    for (i = 0; i < n; i++) pages[i] = addr + i * g_page;
+    return (int)syscall(SYS_move_pages, 0, (unsigned long)n, pages, (const int *)0, status, 0);
+}
+
+/* Count a chunk's pages for `node`; with `move`, migrate pages found elsewhere first. */
+static void check_chunk(char *addr, uint64_t n, int node, int move, tally *t, const unsigned char *resident) {
+    static void *pages[CHUNK], *wrong[CHUNK];
+    static int status[CHUNK], targets[CHUNK], wrong_status[CHUNK];
+    uint64_t i, k = 0;
+    if (query(addr, n, status, pages) != 0) die(1, "move_pages: %s", strerror(errno));
+    for (i = 0; i < n; i++) {
+        if (resident && !(resident[i] & 1)) continue;
+        if (status[i] >= 0 && status[i] != node && move) {
+            wrong[k] = pages[i];
+            targets[k++] = node;
+        }
+    }
+    if (k && syscall(SYS_move_pages, 0, (unsigned long)k, wrong, targets, wrong_status, (int)MPOL_MF_MOVE_) >= 0) {
+        if (query(addr, n, status, pages) != 0) die(1, "move_pages: %s", strerror(errno));
+        for (i = 0; i < k; i++) t->moved += wrong_status[i] == node;
+    }
+    for (i = 0; i < n; i++) {
+        if (resident && !(resident[i] & 1)) continue;
+        if (status[i] >= 0) t->resident++;
+        if (status[i] == node) t->on_node++;
+        else if (status[i] >= 0) t->elsewhere++;
+    }
+}
+
+static void place_run(int fd, char *map, const page_run *run, tally *t) {
+    char *addr = map + run->first * g_page;
+    uint64_t len = run->count * g_page, done;
+    set_node(run->node);
+    /* The policy of the mapping (and, on tmpfs, of the file) and of this thread's allocations. */
+    syscall(SYS_mbind, (unsigned long)addr, (unsigned long)len, (unsigned long)MPOL_BIND_, g_mask.bits,
+            ggml_numa_shard_nodemask_maxnode(&g_mask), 0U);
+    if (syscall(SYS_set_mempolicy, (int)MPOL_PREFERRED_, g_mask.bits, ggml_numa_shard_nodemask_maxnode(&g_mask)) != 0)
+        die(1, "set_mempolicy(node %d): %s", run->node, strerror(errno));
+    posix_fadvise(fd, (off_t)(run->first * g_page), (off_t)len, POSIX_FADV_WILLNEED);
+    populate(addr, (size_t)len);
+    syscall(SYS_set_mempolicy, (int)MPOL_DEFAULT_, (const unsigned long *)0, 0UL);
+    for (done = 0; done < run->count; done += CHUNK) {
+        uint64_t n = run->count - done < CHUNK ? run->count - done : CHUNK;
+        check_chunk(addr + done * g_page, n, run->node, 1, t, NULL);
+    }
+}
+
+static void verify_run(char *map, const page_run *run, const unsigned char *vec, tally *t) {
+    uint64_t done, i;
+    for (done = 0; done < run->count; done += CHUNK) {
+        uint64_t n = run->count - done < CHUNK ? run->count - done : CHUNK, first = run->first + done;
+        char *addr = map + first * g_page;
+        for (i = 0; i < n;) { /* map the cached pages only: faulting the others would read them */
+            uint64_t j = i;
+            while (j < n && (vec[first + j] & 1)) j++;
+            if (j > i) populate(addr + i * g_page, (size_t)((j - i) * g_page));
+            i = j + 1;
+        }
+        check_chunk(addr, n, run->node, 0, t, vec + first);
+    }
+}
+
+/* ---- output ------------------------------------------------------------------------------- */
+
+static void json_str(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
+static double percent(uint64_t part, uint64_t whole) { return whole ? 100.0 * (double)part / (double)whole : 100.0; }
+
+static void usage(void) {
+    fprintf(stderr, "usage: numa-shard-place [--map MAP] [--evict] [--verify] [--plan] [--min-percent P] [--json] "
+                    "MODEL.gguf\n");
+}
+
+int main(int argc, char **argv) {
+    const char *model = NULL, *map_text = getenv("GGML_NUMA_SHARD_MAP");
+    int evict = 0, verify = 0, show_plan = 0, json = 0, i, rc, max_node = 0;
+    double min_percent = 99.9;
+    int fd;
+    struct stat st;
+    unsigned char *file;
+    gguf_file gf;
+    plan pl;
+    int *nodes;
+    char err[1024];
+    tally *per, total;
+    uint64_t still_cached = 0, tensor_pages = 0;
+    unsigned char *vec = NULL;
+    size_t r;
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--map") == 0 && i + 1 < argc) map_text = argv[++i];
+        else if (strcmp(a, "--evict") == 0) evict = 1;
+        else if (strcmp(a, "--verify") == 0) verify = 1;
+        else if (strcmp(a, "--plan") == 0) show_plan = 1;
+        else if (strcmp(a, "--json") == 0) json = 1;
+        else if (strcmp(a, "--min-percent") == 0 && i + 1 < argc) {
+            char *end;
+            min_percent = strtod(argv[++i], &end);
+            if (*end || end == argv[i] || !(min_percent >= 0 && min_percent <= 100))
+                die(2, "--min-percent: expected a number in 0..100, got '%s'", argv[i]);
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage();
+            return 0;
+        } else if (a[0] == '-' && a[1]) {
+            usage();
+            die(2, "unknown option or missing value: '%s'", a);
+        } else if (model) {
+            usage();
+            die(2, "one model at a time ('%s' and '%s')", model, a);
+        } else {
+            model = a;
+        }
+    }
+    if (!model) {
+        usage();
+        die(2, "no model given");
+    }
+    if (evict && verify) die(2, "--evict changes the page cache; --verify only looks");
+    if (!map_text) die(1, "no map: set GGML_NUMA_SHARD_MAP or pass --map");
+
+    /* The map, checked against the node tree: the same checks as the header's. */
+    if (setenv("GGML_NUMA_SHARD_MAP", map_text, 1) != 0) die(1, "setenv: %s", strerror(errno));
+    rc = ggml_numa_shard_init();
+    if (rc < 0) die(1, "%s", ggml_numa_shard_last_error());
+    if (rc == 0 && !show_plan) die(1, "%s", ggml_numa_shard_last_error());
+
+    fd = open(model, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die(1, "%s: %s", model, strerror(errno));
+    if (fstat(fd, &st) != 0) die(1, "%s: %s", model, strerror(errno));
+    if (!S_ISREG(st.st_mode)) die(1, "%s: not a regular file", model);
+    if (st.st_size < 4) die(1, "%s: offset 0: not a GGUF file (%lld bytes)", model, (long long)st.st_size);
+    file = (unsigned char *)mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (file == MAP_FAILED) die(1, "%s: mmap: %s", model, strerror(errno));
+    if (gguf_parse(file, (uint64_t)st.st_size, &gf, err, sizeof err) != 0) die(1, "%s: %s", model, err);
+    madvise(file, (size_t)st.st_size, MADV_RANDOM); /* from now on no readahead past the run being placed */
+
+    long ps = sysconf(_SC_PAGESIZE);
+    g_page = ps > 0 ? (size_t)ps : 4096;
+    nodes = (int *)malloc((gf.n_tensors ? (size_t)gf.n_tensors : 1) * sizeof *nodes);
+    if (!nodes) die(1, "out of memory");
+    for (r = 0; r < gf.n_tensors; r++) {
+        nodes[r] = ggml_numa_shard_node_for(gf.tensors[r].name);
+        if (nodes[r] > max_node) max_node = nodes[r];
+    }
+    if (show_plan) {
+        if (json) {
+            printf("{\"model\": ");
+            json_str(model);
+            printf(", \"map\": ");
+            json_str(map_text);
+            printf(", \"version\": %u, \"alignment\": %llu, \"data_offset\": %llu, \"tensors\": [", gf.version,
+                   (unsigned long long)gf.alignment, (unsigned long long)gf.data_offset);
+        }
+        for (r = 0; r < gf.n_tensors; r++) {
+            const gguf_tensor *t = &gf.tensors[r];
+            if (json) {
+                printf("%s\n  {\"name\": ", r ? "," : "");
+                json_str(t->name);
+                printf(", \"type\": \"%s\", \"offset\": %llu, \"bytes\": %llu, \"node\": %d}", ggml_types[t->type].name,
+                       (unsigned long long)t->offset, (unsigned long long)t->size, nodes[r]);
+            } else {
+                printf("%-48s %-8s %14llu %14llu  node %d\n", t->name, ggml_types[t->type].name,
+                       (unsigned long long)t->offset, (unsigned long long)t->size, nodes[r]);
+            }
+        }
+        if (json) printf("\n]}\n");
+        free(nodes);
+        gguf_free(&gf);
+        ggml_numa_shard_cleanup();
+        return 0;
+    }
+    if (plan_pages(gf.tensors, nodes, (size_t)gf.n_tensors, g_page, &pl) != 0) die(1, "out of memory");
+    if (ggml_numa_shard_nodemask_init(&g_mask, max_node) != 0) die(1, "out of memory");
+    per = (tally *)calloc((size_t)max_node + 1, sizeof *per);
+    if (!per) die(1, "out of memory");
+    for (r = 0; r < gf.n_tensors; r++) per[nodes[r]].tensors++;
+    for (r = 0; r < pl.n; r++) {
+        per[pl.runs[r].node].planned += pl.runs[r].count;
+        tensor_pages += pl.runs[r].count;
+    }
+
+    vec = (unsigned char *)malloc((size_t)((st.st_size + (off_t)g_page - 1) / (off_t)g_page) + 1);
+    if (!vec) die(1, "out of memory");
+    if (evict) {
+        /* Drop our own mappings of the pages, write dirty pages back, then drop the clean ones. */
+        madvise(file, (size_t)st.st_size, MADV_DONTNEED);
+        if (fdatasync(fd) != 0) die(1, "%s: fdatasync: %s", model, strerror(errno));
+        if ((errno = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)) != 0) die(1, "posix_fadvise: %s", strerror(errno));
+        if (mincore(file, (size_t)st.st_size, vec) != 0) die(1, "mincore: %s", strerror(errno));
+        for (r = 0; r < pl.n; r++) {
+            uint64_t k;
+            for (k = 0; k < pl.runs[r].count; k++) still_cached += vec[pl.runs[r].first + k] & 1;
+        }
+    }
+    if (verify) {
+        if (mincore(file, (size_t)st.st_size, vec) != 0) die(1, "mincore: %s", strerror(errno));
+        for (r = 0; r < pl.n; r++) verify_run((char *)file, &pl.runs[r], vec, &per[pl.runs[r].node]);
+    } else {
+        for (r = 0; r < pl.n; r++) place_run(fd, (char *)file, &pl.runs[r], &per[pl.runs[r].node]);
+    }
+
+    memset(&total, 0, sizeof total);
+    for (i = 0; i <= max_node; i++) {
+        total.planned += per[i].planned;
+        total.resident += per[i].resident;
+        total.on_node += per[i].on_node;
+        total.elsewhere += per[i].elsewhere;
+        total.moved += per[i].moved;
+        total.tensors += per[i].tensors;
+    }
+    {
+        double pct = percent(total.on_node, total.planned);
+        int ok = pct >= min_percent;
+        if (json) {
+            int first = 1;
+            printf("{\n  \"model\": ");
+            json_str(model);
+            printf(",\n  \"map\": ");
+            json_str(map_text);
+            printf(",\n  \"mode\": \"%s\",\n  \"page_size\": %lu,\n  \"tensors\": %llu,\n  \"evict\": ",
+                   verify ? "verify" : "place", (unsigned long)g_page, (unsigned long long)gf.n_tensors);
+            if (evict) printf("{\"still_cached_pages\": %llu}", (unsigned long long)still_cached);
+            else printf("null");
+            printf(",\n  \"nodes\": [");
+            for (i = 0; i <= max_node; i++) {
+                const tally *t = &per[i];
+                if (!t->planned && !t->tensors) continue;
+                printf("%s\n    {\"node\": %d, \"tensors\": %llu, \"planned_pages\": %llu, \"resident_pages\": %llu, "
+                       "\"on_node_pages\": %llu, \"elsewhere_pages\": %llu, \"moved_pages\": %llu, \"percent\": %.3f}",
+                       first ? "" : ",", i, (unsigned long long)t->tensors, (unsigned long long)t->planned,
+                       (unsigned long long)t->resident, (unsigned long long)t->on_node,
+                       (unsigned long long)t->elsewhere, (unsigned long long)t->moved, percent(t->on_node, t->planned));
+                first = 0;
+            }
+            printf("\n  ],\n  \"total\": {\"planned_pages\": %llu, \"resident_pages\": %llu, \"on_node_pages\": %llu, "
+                   "\"elsewhere_pages\": %llu, \"moved_pages\": %llu, \"percent\": %.3f},\n",
+                   (unsigned long long)total.planned, (unsigned long long)total.resident,
+                   (unsigned long long)total.on_node, (unsigned long long)total.elsewhere,
+                   (unsigned long long)total.moved, pct);
+            printf("  \"min_percent\": %.3f,\n  \"ok\": %s\n}\n", min_percent, ok ? "true" : "false");
+        } else {
+            double mib = (double)g_page / 1048576.0;
+            printf("%s: %llu tensors, %llu pages of tensor data, map '%s'\n", model, (unsigned long long)gf.n_tensors,
+                   (unsigned long long)tensor_pages, map_text);
+            if (evict)
+                printf("evict: %llu pages stayed cached (mapped by another process, dirty or locked)\n",
+                       (unsigned long long)still_cached);
+            printf("%-6s %8s %12s %13s %13s %13s %9s\n", "node", "tensors", "planned MiB", "resident MiB",
+                   "on node MiB", "elsewhere MiB", "on node");
+            for (i = 0; i <= max_node; i++) {
+                const tally *t = &per[i];
+                if (!t->planned && !t->tensors) continue;
+                printf("%-6d %8llu %12.1f %13.1f %13.1f %13.1f %8.3f%%\n", i, (unsigned long long)t->tensors,
+                       (double)t->planned * mib, (double)t->resident * mib, (double)t->on_node * mib,
+                       (double)t->elsewhere * mib, percent(t->on_node, t->planned));
+            }
+            printf("%s: %.3f%% of the model's pages on their planned node (%llu moved), minimum %.3f%%: %s\n",
+                   verify ? "verify" : "place", pct, (unsigned long long)total.moved, min_percent,
+                   ok ? "ok" : "BELOW");
+        }
+        free(vec);
+        free(per);
+        free(pl.runs);
+        free(nodes);
+        gguf_free(&gf);
+        munmap(file, (size_t)st.st_size);
+        close(fd);
+        ggml_numa_shard_nodemask_free(&g_mask);
+        ggml_numa_shard_cleanup();
+        return ok ? 0 : 3;
+    }
+}
+#endif /* NUMA_SHARD_PLACE_NO_MAIN */
