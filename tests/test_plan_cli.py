@@ -132,3 +132,44 @@ def test_console_script_entry(tiny):
     doc = json.loads(proc.stdout)
     SCHEMA.validate(doc)
     assert set(doc["node_bytes"]) <= {"0", "8"}
+
+
+def test_inventory_mode_from_cached_facts(tiny, l70, tmp_path, capsys):
+    """Per-host plans: one host probed for real (this machine), one with cached facts of a 2-socket fixture."""
+    import time
+
+    from coffers_provision.planner import Policy, plan_for_host
+    from coffers_provision.model import read_layout
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "big.gguf").symlink_to(l70)
+    inv = tmp_path / "inv.yml"
+    inv.write_text(
+        "all:\n  hosts:\n"
+        f"    here:\n      ansible_connection: local\n      coffers:\n        model: {tiny}\n        context_length: 1024\n"
+        "    twosocket:\n      ansible_connection: local\n      coffers:\n        model_local: models/big.gguf\n"
+        "        strategy: replicate\n        service: {port: 9300}\n"
+        "    nofacts:\n      ansible_connection: local\n      coffers:\n        model_local: models/big.gguf\n"
+    )
+    facts_dir = tmp_path / "facts"
+    assert main(["probe", str(inv), "--limit", "here", "--facts-dir", str(facts_dir)]) == 0
+    capsys.readouterr()
+    aws = parse_numactl(next(f for f in FIXTURES if f.stem.startswith("aws")).read_text())
+    facts = {"topology": aws.to_json(), "cpu": {"thread_siblings": [[c, c + 36] for c in range(36)]},
+             "system": {"weighted_interleave": False}, "probed_at_epoch": time.time()}
+    (facts_dir / "twosocket.json").write_text(json.dumps(facts))
+
+    assert main(["plan", str(inv), "--facts-dir", str(facts_dir), "--json"]) == 1  # nofacts fails
+    doc = json.loads(capsys.readouterr().out)["hosts"]
+    assert "no cached facts" in doc["nofacts"]["error"] and "probe" in doc["nofacts"]["error"]
+    SCHEMA.validate(doc["here"])
+    SCHEMA.validate(doc["twosocket"])
+    assert doc["here"]["model"]["source"] == f"here:{tiny}" and doc["here"]["kv_cache"]["context_length"] == 1024
+    expected = plan_for_host(facts, read_layout(l70), None, Policy(strategy="replicate", service_port=9300)).to_json()
+    assert doc["twosocket"]["instances"] == expected["instances"]
+    assert [i["port"] for i in doc["twosocket"]["instances"]] == [9300]  # node 0 is too small for a copy
+    assert doc["twosocket"]["instances"][0]["threads"] == 18
+
+    assert main(["plan", str(inv), "--facts-dir", str(facts_dir), "--limit", "twosocket", "--strategy", "shard"]) == 0
+    text = capsys.readouterr().out
+    assert "twosocket" in text and "GGML_NUMA_SHARD_MAP: 0-38:node0,39-79:node1" in text

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from rich.table import Table
 from ..facts.numa import parse_numactl
 from ..model import GGUFError, read_layout
 from ..output import error, out, print_json
-from ..planner import STRATEGIES, Bench, Plan, PlanError, Policy, PolicyError, plan, siblings_from_facts
+from ..planner import STRATEGIES, Bench, Plan, PlanError, Policy, PolicyError, plan, plan_for_host, siblings_from_facts
 from ..resources import schema_path
 from ..status import ExitStatus
 from ..topology import TopologyError, parse_cpulist
@@ -25,12 +27,13 @@ from .model import human_bytes, short_bytes
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="compute a host's plan: shard map, threads, CPU lists, strategy")
-    p.add_argument("inventory", nargs="?", help="inventory (per-host plans from cached facts: not available yet)")
+    p.add_argument("inventory", nargs="?", help="inventory: plan every host from its cached facts (run probe first)")
     p.add_argument("--topology", metavar="NUMACTL.txt", help="captured `numactl --hardware` text (offline plan)")
     p.add_argument("--model", "-m", metavar="MODEL.gguf", help="the GGUF model (only its header is read)")
     p.add_argument("--strategy", choices=STRATEGIES, help="default: shard (or the policy's)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON (schemas/plan.schema.json)")
-    p.add_argument("--limit", help="host pattern (inventory mode)")
+    p.add_argument("--limit", metavar="PATTERN", help="only hosts matching this pattern (inventory mode)")
+    p.add_argument("--facts-dir", type=Path, default=Path("facts"), metavar="DIR", help="facts cache (inventory mode; default ./facts)")
     g = p.add_argument_group("policy (the inventory's coffers: variables)")
     g.add_argument("--nodes", help="restrict to these node ids, e.g. 0,1")
     g.add_argument("--reserve-cpus", help='CPUs kept for other work, e.g. "0-1"')
@@ -96,12 +99,10 @@ def validate_plan_json(doc: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> ExitStatus:
+    if args.inventory and args.topology is None:
+        return run_inventory(args)
     if args.topology is None or args.model is None:
-        if args.inventory:
-            error("plan INVENTORY needs the cached facts of each host, which this version does not read yet; "
-                  "plan one host offline with --topology NUMACTL.txt --model MODEL.gguf")
-        else:
-            error("give --topology NUMACTL.txt and --model MODEL.gguf")
+        error("give INVENTORY, or --topology NUMACTL.txt and --model MODEL.gguf")
         return ExitStatus.USAGE
     try:
         policy = Policy.from_vars(policy_vars(args))
@@ -127,6 +128,72 @@ def run(args: argparse.Namespace) -> ExitStatus:
     else:
         show(result)
     return ExitStatus.SUCCESS
+
+
+def run_inventory(args: argparse.Namespace) -> ExitStatus:
+    """Every selected host's plan from its cached facts and its `coffers:` vars.
+
+    The model's header is read from `coffers.model_local` (a local copy, relative to the
+    inventory) or from `coffers.model` on the host itself, once per distinct file.
+    """
+    from ..facts.cache import cache_file, max_age_of
+    from ..inventory import InventoryError, PatternError, load_inventory
+    from .model import load as load_model
+
+    try:
+        inv = load_inventory(args.inventory)
+        hosts = inv.select(args.limit)
+        overrides = policy_vars(args)
+        bench = read_bench(args.bench) if args.bench else None
+    except InventoryError as e:
+        for d in e.diagnostics:
+            error(str(d))
+        return ExitStatus.ERROR
+    except (PatternError, PolicyError) as e:
+        error(str(e))
+        return ExitStatus.ERROR
+    layouts: dict[str, Any] = {}
+    docs: dict[str, Any] = {}
+    failed = 0
+    for host in hosts:
+        try:
+            path = cache_file(args.facts_dir, host.name)
+            try:
+                facts = json.loads(path.read_text())
+            except OSError:
+                raise PlanError(f"no cached facts in {path}: run `coffers-provision probe {args.inventory}` first") from None
+            except ValueError as e:
+                raise PlanError(f"{path}: not JSON: {e}") from None
+            coffers = host.coffers
+            policy = Policy.from_vars({**coffers, **overrides, "service": {**(coffers.get("service") or {}), **overrides.get("service", {})}})
+            if coffers.get("model_local"):
+                target = str(Path(args.inventory).parent / coffers["model_local"])
+                where = None
+            elif coffers.get("model"):
+                target, where = f"{host.name}:{coffers['model']}", args.inventory
+            else:
+                raise PlanError("coffers.model: no model set for this host")
+            if target not in layouts:
+                layouts[target] = load_model(target, where)
+            result = plan_for_host(facts, layouts[target], bench, policy)
+            if time.time() - facts.get("probed_at_epoch", 0) > max_age_of(host):
+                result = replace(result, warnings=result.warnings + (f"facts in {path} are older than facts_max_age_s: run probe",))
+        except (GGUFError, PolicyError, PlanError, TopologyError, KeyError, TypeError) as e:
+            failed += 1
+            docs[host.name] = {"error": str(e)}
+            if not args.json:
+                error(f"{host.name}: {e}")
+            continue
+        docs[host.name] = result.to_json()
+        if not args.json:
+            out.rule(host.name)
+            show(result)
+    if args.json:
+        for doc in docs.values():
+            if "error" not in doc:
+                validate_plan_json(doc)
+        print_json({"hosts": docs})
+    return ExitStatus.ERROR if failed else ExitStatus.SUCCESS
 
 
 def layer_runs(p: Plan) -> list[tuple[int, int, int, int]]:
