@@ -119,7 +119,13 @@ static int rd_u64(reader *r, uint64_t *v, const char *what) {
 
 /* A GGUF string: u64 length, then the bytes. */
 static int rd_str(reader *r, const unsigned char **s, uint64_t *n, const char *what) {
-    if (rd_u64(r, n, what) || need(r, *n, what)) return -1;
+    uint64_t start = r->pos;
+    if (rd_u64(r, n, what)) return -1;
+    if (*n > r->len - r->pos) { /* name the string's own offset */
+        r->pos = start;
+        return fail(r, "%s (%llu bytes) runs past the end of the file (%llu bytes)", what, (unsigned long long)*n,
+                    (unsigned long long)r->len);
+    }
     *s = r->p + r->pos;
     r->pos += *n;
     return 0;
