@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
+from typing import Any
 
 from rich import box
 from rich.table import Table
@@ -20,7 +22,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     ins.add_argument("target", metavar="PATH|HOST:PATH", help="a local GGUF file, or HOST:PATH with --inventory")
     ins.add_argument("--inventory", "-i", help="inventory that names HOST (for HOST:PATH)")
     ins.add_argument("--json", action="store_true", help="print JSON: totals, per-layer kinds and every tensor")
+    add_connect_arguments(ins)
     ins.set_defaults(func=run_inspect)
+
+
+def add_connect_arguments(p: argparse.ArgumentParser) -> None:
+    """How HOST:PATH models are reached (strict host keys unless told otherwise)."""
+    p.add_argument("--known-hosts", type=Path, metavar="FILE", help="the tool's known_hosts file")
+    p.add_argument("--accept-new-host-keys", action="store_true", help="trust unknown host keys on first use and record them")
+
+
+def connect_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kw: dict[str, Any] = {"accept_new_host_keys": args.accept_new_host_keys}
+    if args.known_hosts:
+        kw["known_hosts"] = args.known_hosts
+    return kw
 
 
 def human_bytes(n: float) -> str:
@@ -52,14 +68,14 @@ def split_target(target: str) -> tuple[str | None, str]:
     return (host, path) if host and "/" not in host else (None, target)
 
 
-def load(target: str, inventory: str | None) -> ModelLayout:
+def load(target: str, inventory: str | None, connect: dict[str, Any] | None = None) -> ModelLayout:
     """The layout of a local file or of HOST:PATH (header only, over the host's connection)."""
     host_name, path = split_target(target)
     if host_name is None:
         return read_layout(path)
     if inventory is None:
         raise GGUFError("HOST:PATH needs --inventory to know how to reach the host", source=target)
-    from ..connect import ConnectError, open_connector
+    from ..connect import ConnectError, ConnectOptions, open_connector
     from ..inventory import InventoryError, load_inventory
 
     try:
@@ -70,7 +86,7 @@ def load(target: str, inventory: str | None) -> ModelLayout:
     if host is None:
         raise GGUFError(f"host {host_name!r} is not in the inventory", source=inventory)
     try:
-        with open_connector(host) as conn:
+        with open_connector(host, ConnectOptions(inventory=inv.hosts, **(connect or {}))) as conn:
             return read_remote_layout(conn, path)
     except ConnectError as e:
         raise GGUFError(f"unreachable: {e}", source=target) from None
@@ -80,7 +96,7 @@ def load(target: str, inventory: str | None) -> ModelLayout:
 
 def run_inspect(args: argparse.Namespace) -> ExitStatus:
     try:
-        lay = load(args.target, args.inventory)
+        lay = load(args.target, args.inventory, connect_kwargs(args))
     except GGUFError as e:
         error(str(e))
         return ExitStatus.ERROR

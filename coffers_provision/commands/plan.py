@@ -22,7 +22,7 @@ from ..resources import schema_path
 from ..status import ExitStatus
 from ..topology import TopologyError, parse_cpulist
 from ..shardmap import tensor_type
-from .model import human_bytes, short_bytes
+from .model import add_connect_arguments, connect_kwargs, human_bytes, short_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the plan as JSON (schemas/plan.schema.json)")
     p.add_argument("--limit", metavar="PATTERN", help="only hosts matching this pattern (inventory mode)")
     p.add_argument("--facts-dir", type=Path, default=Path("facts"), metavar="DIR", help="facts cache (inventory mode; default ./facts)")
+    add_connect_arguments(p)
     g = p.add_argument_group("policy (the inventory's coffers: variables)")
     g.add_argument("--nodes", help="restrict to these node ids, e.g. 0,1")
     g.add_argument("--reserve-cpus", help='CPUs kept for other work, e.g. "0-1"')
@@ -174,7 +175,7 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
             else:
                 raise PlanError("coffers.model: no model set for this host")
             if target not in layouts:
-                layouts[target] = load_model(target, where)
+                layouts[target] = load_model(target, where, connect_kwargs(args))
             result = plan_for_host(facts, layouts[target], bench, policy)
             if time.time() - facts.get("probed_at_epoch", 0) > max_age_of(host):
                 result = replace(result, warnings=result.warnings + (f"facts in {path} are older than facts_max_age_s: run probe",))
