@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import shardmap
-from .model import ModelLayout, cache_elem_bytes
+from .model import ModelLayout
 from .topology import Node, Topology, format_cpulist, parse_cpulist
 
 MiB = 1 << 20
