@@ -7,6 +7,7 @@ import json
 import os
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -137,10 +138,16 @@ def test_evict_drops_the_cache_and_verify_fails_below_the_threshold(tmp_path):
     assert result["evict"] == {"still_cached_pages": 0}
     assert result["total"]["percent"] == 100.0
 
-    fd = os.open(path, os.O_RDONLY)  # now drop it behind the tool's back
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fd)
-    proc = place("--verify", "--json", "--map", "", str(path))
+    # Now drop the cache behind the tool's back. Freshly read pages can sit in per-CPU LRU
+    # batches for a moment, where DONTNEED cannot drop them, so try a few times.
+    for _ in range(50):
+        fd = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+        proc = place("--verify", "--json", "--map", "", str(path))
+        if proc.returncode != 0:
+            break
+        time.sleep(0.1)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     assert result["total"]["resident_pages"] < result["total"]["planned_pages"] and not result["ok"]
