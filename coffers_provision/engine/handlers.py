@@ -39,6 +39,8 @@ def store(conn: Connector, state: HostState, state_dir: str, names: list[str]) -
         conn.run(f"mkdir -p -- {shlex.quote(state_dir)}")
         data = (json.dumps({"pending": sorted(set(names))}) + "\n").encode()
         conn.put(data, target, mode=0o644)
+        # and any temp file an interrupted earlier write left beside it
+        conn.run(f"rm -f -- {shlex.quote(state_dir.rstrip('/'))}/{shlex.quote('.' + FILE + '.coffers-')}*")
         state.overlay({}, {target: data})
     else:
         conn.run(["rm", "-f", "--", target])

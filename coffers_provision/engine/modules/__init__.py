@@ -120,6 +120,12 @@ def _owner_matches(want: str | None, name: str, ident: int) -> bool:
     return want is None or (str(ident) == want if want.isdigit() else name == want)
 
 
+def sweep(ctx: Context, path: str) -> None:
+    """Remove temp files an interrupted earlier write left beside `path` (`.NAME.coffers-*`)."""
+    directory, base = os.path.split(path)
+    ctx.conn.run(f"cd -- {shlex.quote(directory or '/')} && rm -f -- {shlex.quote(f'.{base}.coffers-')}*")
+
+
 def write_file(
     ctx: Context,
     path: str,
@@ -185,6 +191,7 @@ def write_file(
                 ctx.run(["mv", "-f", "--", tmp, path])
             else:
                 ctx.conn.put(data, path, mode=want_mode)
+            sweep(ctx, path)
             return
         if chmod:
             ctx.run(["chmod", f"{want_mode:04o}", "--", path])

@@ -15,7 +15,7 @@ import shlex
 
 from ..result import Status, Step
 from ..state import Needs, PathState
-from . import Context, Outcome, TaskFailed, parse_mode
+from . import Context, Outcome, TaskFailed, parse_mode, sweep
 
 UNAME = "uname -m"
 # -march=native is spelled -mcpu=native on POWER and ARM
@@ -113,10 +113,12 @@ def prepare(args: dict, ctx: Context) -> Outcome:
             ctx.run(argv, what=f"{_compiler(args)} ({os.path.basename(output)})")
             ctx.run(["chmod", f"{mode:04o}", "--", tmp_out])
             ctx.run(["mv", "-f", "--", tmp_out, output])
+            sweep(ctx, output)
         finally:
             ctx.conn.run(["rm", "-rf", "--", workdir])
         ctx.run(["mkdir", "-p", "--", os.path.dirname(stamp_file)])
         ctx.conn.put(stamp_bytes, stamp_file, mode=0o644)
+        sweep(ctx, stamp_file)
 
     return Outcome(
         [Step(step, Status.CHANGED, ", ".join(why))],
