@@ -183,6 +183,7 @@ def _connect(target: SSHTarget, known: KnownHosts, timeout: float, via: SSHConne
         client.get_host_keys().add(name, key.get_name(), key)
     client.set_missing_host_key_policy(policy(known, target.label))
     where = f"{target.label} ({target.where}{' via ' + via.host if via else ''})"
+    start = time.monotonic()
     try:
         sock = via.open_channel(target.address, target.port, timeout) if via else _tcp(target.address, target.port, timeout)
         client.connect(
@@ -217,6 +218,8 @@ def _connect(target: SSHTarget, known: KnownHosts, timeout: float, via: SSHConne
         raise ConnectError(f"{where}: timed out after {timeout:g}s") from None
     except (paramiko.SSHException, EOFError, OSError) as e:
         client.close()
+        if time.monotonic() - start >= timeout * 0.9:  # paramiko reports a banner timeout oddly
+            raise ConnectError(f"{where}: timed out after {timeout:g}s waiting for the SSH server ({_plain(e)})") from None
         raise ConnectError(f"{where}: {_plain(e)}") from None
     transport = client.get_transport()
     if transport is not None:

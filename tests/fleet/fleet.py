@@ -251,7 +251,9 @@ class Fleet:
     def start_new(cls, count: int | None = None, *, specs: tuple[HostSpec, ...] = DEFAULT_SPECS, state: Path | None = None, names: list[str] | None = None) -> Fleet:
         """`count` hosts cycling through `specs` (default: one per spec, named by spec)."""
         count = len(specs) if count is None else count
-        state = Path(state or tempfile.mkdtemp(prefix="coffers-fleet-"))
+        # In memory when possible: thousands of small sysfs files, made and removed per run.
+        shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        state = Path(state or tempfile.mkdtemp(prefix="coffers-fleet-", dir=shm))
         state.mkdir(parents=True, exist_ok=True)
         client_key = state / "client_key"
         _keygen(client_key)
@@ -273,6 +275,7 @@ class Fleet:
         fleet = cls(state, hosts, client_key)
         try:
             with ThreadPoolExecutor(8) as pool:
+                list(pool.map(fleet._write_spec, {h.spec.short: h.spec for h in hosts}.values()))
                 list(pool.map(fleet._prepare, hosts))
                 list(pool.map(fleet.start, hosts))
         except BaseException:
@@ -288,22 +291,32 @@ class Fleet:
         auth = h.state / "authorized_keys"
         auth.write_text(self.client_key.with_suffix(".pub").read_text())
         auth.chmod(0o600)
-        (h.state / "numactl.txt").write_text((FIXTURES / f"{h.spec.fixture}.txt").read_text())
-        script = h.state / "numactl"
-        script.write_text(
-            "#!/bin/sh\n# fleet host: prints this host's captured topology for --hardware\n"
-            f'case "$1" in -H|--hardware) exec cat {shlex.quote(str(h.state / "numactl.txt"))};; esac\n'
-            f'exec {shlex.quote(str(self.state / "numactl.real"))} "$@"\n'
-        )
-        script.chmod(0o755)
-        write_sysfs(h.topology, h.state / "sys" / "node")
-        write_cpu_sysfs(h.spec, h.layout, h.state / "sys" / "cpu")
-        (h.state / "cpuinfo").write_text(cpuinfo_text(h.spec, h.layout))
         for top in OVERLAID:
             o = h.state / "overlay" / top.strip("/").replace("/", "_")
             (o / "upper").mkdir(parents=True)
             (o / "work").mkdir()
         self._write_sshd_config(h)
+
+    def _write_spec(self, spec: HostSpec) -> None:
+        """What every host of one spec presents (read-only, bound into each of them)."""
+        d = self.spec_dir(spec)
+        d.mkdir(parents=True)
+        topo = spec.topology()
+        layout = cpu_layout(spec, topo)
+        (d / "numactl.txt").write_text((FIXTURES / f"{spec.fixture}.txt").read_text())
+        script = d / "numactl"
+        script.write_text(
+            "#!/bin/sh\n# fleet host: prints this host's captured topology for --hardware\n"
+            f'case "$1" in -H|--hardware) exec cat {shlex.quote(str(d / "numactl.txt"))};; esac\n'
+            f'exec {shlex.quote(str(self.state / "numactl.real"))} "$@"\n'
+        )
+        script.chmod(0o755)
+        write_sysfs(topo, d / "sys" / "node")
+        write_cpu_sysfs(spec, layout, d / "sys" / "cpu")
+        (d / "cpuinfo").write_text(cpuinfo_text(spec, layout))
+
+    def spec_dir(self, spec: HostSpec) -> Path:
+        return self.state / "specs" / spec.short
 
     def _write_sshd_config(self, h: FleetHost) -> None:
         (h.state / "sshd_config").write_text(
@@ -331,13 +344,14 @@ class Fleet:
         for top in OVERLAID:
             o = h.state / "overlay" / top.strip("/").replace("/", "_")
             lines.append(f"mount -t overlay overlay -o lowerdir={top},upperdir={o / 'upper'},workdir={o / 'work'} {top}")
-        numactl = h.state / "numactl" if h.spec.numactl else self.state / "numactl.absent"
+        d = self.spec_dir(h.spec)
+        numactl = d / "numactl" if h.spec.numactl else self.state / "numactl.absent"
         lines += [
             "mkdir -p /var/lib/coffers",
             f"mount --bind {q(numactl)} {NUMACTL}",
-            f"mount --bind {q(h.state / 'sys' / 'node')} /sys/devices/system/node",
-            f"mount --bind {q(h.state / 'sys' / 'cpu')} /sys/devices/system/cpu",
-            f"mount --bind {q(h.state / 'cpuinfo')} /proc/cpuinfo",
+            f"mount --bind {q(d / 'sys' / 'node')} /sys/devices/system/node",
+            f"mount --bind {q(d / 'sys' / 'cpu')} /sys/devices/system/cpu",
+            f"mount --bind {q(d / 'cpuinfo')} /proc/cpuinfo",
         ]
         # A clean root login: this machine's own ~/.bashrc (which bash sources for ssh
         # commands) would add its start-up time to every command a host runs.
@@ -467,10 +481,18 @@ def _namespace_pids(pid: int) -> list[int]:
     return found
 
 
+def _gone(pid: int) -> bool:
+    """Exited: no /proc entry, or a zombie waiting for its (adoptive) parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def _reap(pid: int) -> None:
     """Wait briefly for a non-child to go, then kill it by PID."""
     for _ in range(100):
-        if not Path(f"/proc/{pid}").exists():
+        if _gone(pid):
             return
         try:
             os.waitpid(pid, os.WNOHANG)  # ours when `up` was this process
