@@ -133,7 +133,7 @@ class _Reporter:
                 self.progress.console.print(f"[{'red' if o.status == FAILED else 'magenta'}]{o.host}: {o.status.upper()}:[/] {o.error}", markup=True, highlight=False)
         elif self.plain:
             line = f"[{self.done}/{self.total}] {self.label} {o.host}: {o.status} ({o.elapsed:.1f}s)"
-            self.console.print(line + (f": {o.error}" if o.error else ""), markup=False, highlight=False)
+            self.console.print(line + (f": {o.error}" if o.error else ""), markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         if self.progress is not None:
