@@ -1067,7 +1067,11 @@ GGML_NUMA_SHARD_API int ggml_numa_shard_init(void) {
 #endif
     /* No NUMA here: the map must still be valid, and resolves over node 0 alone. */
     if (gns_install(text, &zero, 1, NULL, 0) != 0) return -1;
+#ifdef GNS_LINUX
     gns_error("ggml_numa_shard: no NUMA node tree on this system; nothing is placed");
+#else
+    gns_error("ggml_numa_shard: NUMA placement is not available in this build; nothing is placed");
+#endif
     return 0;
 }
 
