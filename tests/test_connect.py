@@ -14,7 +14,14 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from coffers_provision.connect import CommandTimeout, ConnectError, ConnectOptions, ConnectionPool, HostKeyError, open_connector
+from coffers_provision.connect import (
+    CommandTimeout,
+    ConnectError,
+    ConnectionPool,
+    ConnectOptions,
+    HostKeyError,
+    open_connector,
+)
 from coffers_provision.connect.hostkeys import fingerprint
 from coffers_provision.inventory import Host, load_inventory
 from tests.fleet.fleet import _namespace_pids

@@ -22,7 +22,16 @@ from typing import Callable
 
 import paramiko
 
-from .base import CommandTimeout, Command, ConnectError, Connector, FileStat, HostKeyError, Result, to_shell
+from .base import (
+    Command,
+    CommandTimeout,
+    ConnectError,
+    Connector,
+    FileStat,
+    HostKeyError,
+    Result,
+    to_shell,
+)
 from .hostkeys import KnownHosts, host_entry_name, policy
 
 _CHUNK = 1 << 16

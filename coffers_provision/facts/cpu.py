@@ -89,7 +89,7 @@ def parse_topology(text: str) -> dict[str, Any]:
             raise FactError(f"online CPU {cpu} has no {CPU_ROOT}/{e.args[0]}") from None
         except ValueError as e:
             raise FactError(f"{CPU_ROOT}/{base}: {e}") from None
-    cores = len(set(zip(package.values(), core.values())))
+    cores = len(set(zip(package.values(), core.values(), strict=True)))
     return {
         "cpus": len(online),
         "online": online,
