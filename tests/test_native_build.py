@@ -12,6 +12,7 @@ from tests.c.nativebuild import BENCH, C_TESTS, HEADER, PLACE, SANITIZE, BuildEr
 TOOLS = [BENCH, PLACE, C_TESTS / "test_shard.c", C_TESTS / "place_check.c"]
 FLAGS = {
     "deployed": ("-O3", "-march=native"),  # what the native_tools role runs on each host
+    "lab": ("-O2", "-std=gnu11"),  # what tests/lab/test_placement.py runs in the guests
     "c99": ("-std=c99", "-O2"),
     "sanitized": ("-std=c99", *SANITIZE),
 }

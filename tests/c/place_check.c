@@ -1,22 +1,24 @@
 /* place_check - does ggml_numa_shard_assign() put every page on its planned node?
 
-   usage: place_check [--mode anon|file] [--dir DIR] [--size-mb N] [--min-percent P] [--json]
+   usage: place_check [--mode anon|file] [--dir DIR] [--size-mb N] [--min-percent P] [--json] [MODEL.gguf]
 
-   It lays out fake tensors of a small model back to back (32-byte aligned, as in GGUF, so
-   many pages are shared by two or more tensors) in an anonymous buffer or in a file it
-   mmaps read-only (as llama.cpp does), first-touches every page on the WRONG node (the
-   next memory node after the planned one), assigns the tensors in a shuffled order, and
-   checks with move_pages(2) where each page is. A page is planned for the tensor owning
-   most of its bytes (ties: the lower address), computed here independently of the header.
-   The map comes from GGML_NUMA_SHARD_MAP (unset: "" = round-robin over memory nodes).
+   Without MODEL it lays out fake tensors of a small model back to back (32-byte aligned, as
+   in GGUF, so many pages are shared by two or more tensors) in an anonymous buffer or in a
+   file it mmaps read-only. With MODEL it maps the model read-only, as llama.cpp does, and
+   uses its tensor table. Either way it first-touches every page on the WRONG node (the next
+   memory node after the planned one; a model's cached pages are dropped first), assigns the
+   tensors in a shuffled order, and checks with move_pages(2) where each page is. A page is
+   planned for the tensor owning most of its bytes (ties: the lower address), computed here
+   independently of the header. The map comes from GGML_NUMA_SHARD_MAP (unset: "" =
+   round-robin over the memory nodes). Pages other processes map can only move with
+   CAP_SYS_NICE (run as root).
 
    Exit: 0 when at least --min-percent (default 99.9) of the pages sit on their planned node,
    1 otherwise or on error. Build: gcc -O2 -I roles/native_tools/files tests/c/place_check.c
 */
 #define _GNU_SOURCE
-#define GGML_NUMA_SHARD_IMPLEMENTATION
-#define GGML_NUMA_SHARD_STATIC
-#include "ggml-numa-shard.h"
+#define NUMA_SHARD_PLACE_NO_MAIN
+#include "numa-shard-place.c" /* the header's implementation and the GGUF reader */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,11 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 typedef struct tensor {
-    char name[64];
+    char name[GGUF_MAX_NAME];
     size_t off, size;
     int node, assigned;
     size_t owned, on_node; /* pages */
@@ -48,29 +51,70 @@ static int die(const char *what) {
     return 1;
 }
 
+static void add(tensor *t, size_t *n, size_t *end, const char *name, size_t size) {
+    snprintf(t[*n].name, sizeof t[*n].name, "%s", name);
+    t[*n].off = *end;
+    t[*n].size = size;
+    *end = (*end + size + 31) & ~(size_t)31;
+    ++*n;
+}
+
+/* A small model: embeddings, layers of norms, tiny q/k norms and big matrices, the output. */
+static tensor *fake_model(size_t bytes, size_t *n_t, size_t *total) {
+    static const char *const kinds[] = {"attn_norm.weight", "attn_q.weight", "attn_q_norm.weight",
+                                        "attn_k_norm.weight", "attn_output.weight", "ffn_norm.weight",
+                                        "ffn_up.weight", "ffn_down.weight"};
+    size_t cap = 8 * (bytes / 20000 + 4), layer, k;
+    tensor *t = (tensor *)calloc(cap, sizeof *t);
+    char name[GGUF_MAX_NAME];
+    *n_t = *total = 0;
+    add(t, n_t, total, "token_embd.weight", rnd(200000, 600000));
+    for (layer = 0; *total < bytes && *n_t + 10 < cap; layer++)
+        for (k = 0; k < 8; k++) {
+            snprintf(name, sizeof name, "blk.%lu.%s", (unsigned long)layer, kinds[k]);
+            add(t, n_t, total, name, strstr(kinds[k], "norm") ? rnd(100, 3000) : rnd(20000, 400000));
+        }
+    add(t, n_t, total, "output_norm.weight", 2048);
+    add(t, n_t, total, "output.weight", rnd(300000, 900000));
+    return t;
+}
+
+/* Bind this thread's allocations to `node`, or back to the default (-1). */
+static int bind_task(ggml_numa_shard_nodemask *mask, int node) {
+    if (node < 0) return (int)syscall(SYS_set_mempolicy, 0, (const unsigned long *)0, 0UL);
+    ggml_numa_shard_nodemask_clear(mask);
+    ggml_numa_shard_nodemask_set(mask, node);
+    return (int)syscall(SYS_set_mempolicy, 2 /* MPOL_BIND */, mask->bits, ggml_numa_shard_nodemask_maxnode(mask));
+}
+
 int main(int argc, char **argv) {
-    const char *mode = "anon", *dir = "/var/tmp";
-    size_t size_mb = 32, total = 0, ps = (size_t)sysconf(_SC_PAGESIZE), n_pages, n_t = 0, cap = 1024, i, p;
+    const char *mode = "anon", *dir = "/var/tmp", *model = NULL;
+    size_t size_mb = 32, total = 0, ps = (size_t)sysconf(_SC_PAGESIZE), n_pages, n_t = 0, i, p, map_len;
+    size_t before_planned = 0, owned = 0, on_node = 0, pending = 0, *best;
     double min_percent = 99.9;
-    int json = 0, *mem = NULL, n_mem = 0, *owner, *order, fd = -1;
+    int json = 0, *mem = NULL, n_mem = 0, *owner, *order, *wrong, fd = -1, k;
     tensor *t;
     char *base, err[512], path[4096] = "";
     ggml_numa_shard_topology topo;
     ggml_numa_shard_nodemask mask;
-    size_t before_planned = 0, owned = 0, on_node = 0, pending = 0;
+    void **pages;
+    int *status;
 
-    for (i = 1; i < (size_t)argc; i++) {
-        if (strcmp(argv[i], "--mode") == 0 && i + 1 < (size_t)argc) mode = argv[++i];
-        else if (strcmp(argv[i], "--dir") == 0 && i + 1 < (size_t)argc) dir = argv[++i];
-        else if (strcmp(argv[i], "--size-mb") == 0 && i + 1 < (size_t)argc) size_mb = strtoul(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--min-percent") == 0 && i + 1 < (size_t)argc) min_percent = strtod(argv[++i], NULL);
-        else if (strcmp(argv[i], "--json") == 0) json = 1;
+    for (k = 1; k < argc; k++) {
+        if (strcmp(argv[k], "--mode") == 0 && k + 1 < argc) mode = argv[++k];
+        else if (strcmp(argv[k], "--dir") == 0 && k + 1 < argc) dir = argv[++k];
+        else if (strcmp(argv[k], "--size-mb") == 0 && k + 1 < argc) size_mb = strtoul(argv[++k], NULL, 10);
+        else if (strcmp(argv[k], "--min-percent") == 0 && k + 1 < argc) min_percent = strtod(argv[++k], NULL);
+        else if (strcmp(argv[k], "--json") == 0) json = 1;
+        else if (argv[k][0] != '-' && !model) model = argv[k];
         else {
-            fprintf(stderr, "usage: place_check [--mode anon|file] [--dir DIR] [--size-mb N] [--min-percent P] [--json]\n");
+            fprintf(stderr, "usage: place_check [--mode anon|file] [--dir DIR] [--size-mb N] [--min-percent P] "
+                            "[--json] [MODEL.gguf]\n");
             return 2;
         }
     }
-    if (strcmp(mode, "anon") != 0 && strcmp(mode, "file") != 0) {
+    if (model) mode = "model";
+    else if (strcmp(mode, "anon") != 0 && strcmp(mode, "file") != 0) {
         fprintf(stderr, "place_check: --mode is anon or file\n");
         return 2;
     }
@@ -84,126 +128,125 @@ int main(int argc, char **argv) {
         return 1;
     }
     mem = (int *)malloc((size_t)topo.n_nodes * sizeof *mem);
-    for (i = 0; i < (size_t)topo.n_nodes; i++)
-        if (topo.nodes[i].has_memory) mem[n_mem++] = topo.nodes[i].id;
+    for (k = 0; k < topo.n_nodes; k++)
+        if (topo.nodes[k].has_memory) mem[n_mem++] = topo.nodes[k].id;
     ggml_numa_shard_nodemask_init(&mask, topo.max_possible);
 
-    /* A small model: embeddings, then layers of norms, tiny q/k norms and big matrices. */
-    t = (tensor *)calloc(cap, sizeof *t);
-    for (i = 0; total < (size_mb << 20) && n_t + 8 < cap; i++) {
-        static const char *const kinds[] = {"attn_norm.weight", "attn_q.weight", "attn_q_norm.weight",
-                                            "attn_k_norm.weight", "attn_output.weight", "ffn_norm.weight",
-                                            "ffn_up.weight", "ffn_down.weight"};
-        size_t k;
-        if (i == 0) {
-            snprintf(t[n_t].name, sizeof t[n_t].name, "token_embd.weight");
-            t[n_t].size = rnd(200000, 600000);
-            t[n_t].off = total;
-            total = (total + t[n_t++].size + 31) & ~(size_t)31;
+    /* The tensors, sorted by offset, and the memory that holds them. */
+    if (model) {
+        struct stat st;
+        gguf_file gf;
+        fd = open(model, O_RDONLY);
+        if (fd < 0 || fstat(fd, &st) != 0) return die(model);
+        map_len = (size_t)st.st_size;
+        base = (char *)mmap(NULL, map_len, PROT_READ, MAP_SHARED, fd, 0);
+        if (base == MAP_FAILED) return die("mmap");
+        if (gguf_parse((const unsigned char *)base, map_len, &gf, err, sizeof err) != 0) {
+            fprintf(stderr, "place_check: %s: %s\n", model, err);
+            return 1;
         }
-        for (k = 0; k < 8; k++) {
-            int big = strstr(kinds[k], "norm") == NULL;
-            snprintf(t[n_t].name, sizeof t[n_t].name, "blk.%lu.%s", (unsigned long)i, kinds[k]);
-            t[n_t].size = big ? rnd(20000, 400000) : rnd(100, 3000);
-            t[n_t].off = total;
-            total = (total + t[n_t++].size + 31) & ~(size_t)31;
+        n_t = (size_t)gf.n_tensors;
+        t = (tensor *)calloc(n_t ? n_t : 1, sizeof *t);
+        for (i = 0; i < n_t; i++) {
+            memcpy(t[i].name, gf.tensors[i].name, sizeof t[i].name);
+            t[i].off = (size_t)gf.tensors[i].offset;
+            t[i].size = (size_t)gf.tensors[i].size;
         }
+        gguf_free(&gf);
+        total = map_len;
+        /* Drop the cached pages (those no other process maps), so the first touch below decides. */
+        madvise(base, map_len, MADV_DONTNEED);
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        madvise(base, map_len, MADV_RANDOM);
+    } else {
+        t = fake_model(size_mb << 20, &n_t, &total);
+        map_len = (total + ps - 1) / ps * ps;
+        if (strcmp(mode, "anon") == 0) {
+            base = (char *)mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        } else {
+            snprintf(path, sizeof path, "%s/place_check.XXXXXX", dir);
+            fd = mkstemp(path);
+            if (fd < 0) return die(path);
+            if (ftruncate(fd, (off_t)map_len) != 0) return die("ftruncate");
+            base = (char *)mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        }
+        if (base == MAP_FAILED) return die("mmap");
     }
-    snprintf(t[n_t].name, sizeof t[n_t].name, "output_norm.weight");
-    t[n_t].size = 2048;
-    t[n_t].off = total;
-    total = (total + t[n_t++].size + 31) & ~(size_t)31;
-    snprintf(t[n_t].name, sizeof t[n_t].name, "output.weight");
-    t[n_t].size = rnd(300000, 900000);
-    t[n_t].off = total;
-    total += t[n_t++].size;
     n_pages = (total + ps - 1) / ps;
 
-    /* The planned owner of each page, by brute force over the tensors touching it. */
+    /* The planned owner of each page: most bytes wins, ties to the lower address. */
     owner = (int *)malloc(n_pages * sizeof *owner);
-    for (i = 0; i < n_t; i++) t[i].node = ggml_numa_shard_node_for(t[i].name);
-    for (p = 0; p < n_pages; p++) {
-        size_t best = 0, lo = p * ps, hi = lo + ps;
-        owner[p] = -1;
-        for (i = 0; i < n_t; i++) {
-            size_t s = t[i].off > lo ? t[i].off : lo, e = t[i].off + t[i].size < hi ? t[i].off + t[i].size : hi;
-            if (e > s && e - s > best) {
-                best = e - s;
+    best = (size_t *)calloc(n_pages, sizeof *best);
+    wrong = (int *)malloc(n_pages * sizeof *wrong);
+    for (p = 0; p < n_pages; p++) owner[p] = -1;
+    for (i = 0; i < n_t; i++) {
+        size_t s = t[i].off, e = t[i].off + t[i].size;
+        t[i].node = ggml_numa_shard_node_for(t[i].name);
+        for (p = s / ps; t[i].size && p <= (e - 1) / ps; p++) {
+            size_t lo = p * ps > s ? p * ps : s, hi = (p + 1) * ps < e ? (p + 1) * ps : e;
+            if (hi - lo > best[p]) {
+                best[p] = hi - lo;
                 owner[p] = (int)i;
             }
         }
+    }
+    for (p = 0; p < n_pages; p++) {
+        int planned = owner[p] >= 0 ? t[owner[p]].node : mem[0];
+        wrong[p] = planned;
+        for (k = 0; k < n_mem; k++)
+            if (mem[k] == planned) wrong[p] = mem[(k + 1) % n_mem];
         if (owner[p] >= 0) t[owner[p]].owned++;
     }
 
-    /* Memory, first touched page by page on the wrong node. */
-    if (strcmp(mode, "anon") == 0) {
-        base = (char *)mmap(NULL, n_pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (base == MAP_FAILED) return die("mmap");
-    } else {
-        snprintf(path, sizeof path, "%s/place_check.XXXXXX", dir);
-        fd = mkstemp(path);
-        if (fd < 0) return die(path);
-        if (ftruncate(fd, (off_t)(n_pages * ps)) != 0) return die("ftruncate");
-        base = (char *)mmap(NULL, n_pages * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (base == MAP_FAILED) return die("mmap");
-    }
+    /* First touch, page by page, on the wrong node. */
     for (p = 0; p < n_pages; p++) {
-        int planned = owner[p] >= 0 ? t[owner[p]].node : mem[0], wrong = planned, k;
-        for (k = 0; k < n_mem; k++)
-            if (mem[k] == planned) wrong = mem[(k + 1) % n_mem];
-        ggml_numa_shard_nodemask_clear(&mask);
-        ggml_numa_shard_nodemask_set(&mask, wrong);
-        if (syscall(SYS_set_mempolicy, 2 /* MPOL_BIND */, mask.bits, ggml_numa_shard_nodemask_maxnode(&mask)) != 0)
-            return die("set_mempolicy");
-        memset(base + p * ps, (int)(p & 0xff), ps);
+        if (p == 0 || wrong[p] != wrong[p - 1])
+            if (bind_task(&mask, wrong[p]) != 0) return die("set_mempolicy");
+        if (model) (void)*(volatile char *)(base + p * ps);
+        else memset(base + p * ps, (int)(p & 0xff), ps);
     }
-    syscall(SYS_set_mempolicy, 0, (const unsigned long *)0, 0UL);
-    if (fd >= 0) { /* clean page cache, read-only mapping: llama.cpp's view of a model file */
-        if (msync(base, n_pages * ps, MS_SYNC) != 0) return die("msync");
-        munmap(base, n_pages * ps);
-        base = (char *)mmap(NULL, n_pages * ps, PROT_READ, MAP_SHARED, fd, 0);
+    bind_task(&mask, -1);
+    if (fd >= 0 && !model) { /* clean page cache, read-only mapping: llama.cpp's view of a model file */
+        if (msync(base, map_len, MS_SYNC) != 0) return die("msync");
+        munmap(base, map_len);
+        base = (char *)mmap(NULL, map_len, PROT_READ, MAP_SHARED, fd, 0);
         if (base == MAP_FAILED) return die("mmap");
     }
-    {
-        void **pages = (void **)malloc(n_pages * sizeof *pages);
-        int *status = (int *)malloc(n_pages * sizeof *status);
-        for (p = 0; p < n_pages; p++) {
-            (void)*(volatile char *)(base + p * ps);
-            pages[p] = base + p * ps;
-        }
-        if (syscall(SYS_move_pages, 0, (unsigned long)n_pages, pages, (const int *)0, status, 0) != 0)
-            return die("move_pages");
-        for (p = 0; p < n_pages; p++) before_planned += owner[p] >= 0 && status[p] == t[owner[p]].node;
+    pages = (void **)malloc(n_pages * sizeof *pages);
+    status = (int *)malloc(n_pages * sizeof *status);
+    for (p = 0; p < n_pages; p++) {
+        (void)*(volatile char *)(base + p * ps);
+        pages[p] = base + p * ps;
+    }
+    if (syscall(SYS_move_pages, 0, (unsigned long)n_pages, pages, (const int *)0, status, 0) != 0)
+        return die("move_pages");
+    for (p = 0; p < n_pages; p++) before_planned += owner[p] >= 0 && status[p] == t[owner[p]].node;
 
-        /* Assign in a shuffled order: ownership must not depend on it. */
-        order = (int *)malloc(n_t * sizeof *order);
-        for (i = 0; i < n_t; i++) order[i] = (int)i;
-        for (i = n_t - 1; i > 0; i--) {
-            size_t j = rnd(0, i);
-            int tmp = order[i];
-            order[i] = order[j];
-            order[j] = tmp;
+    /* Assign in a shuffled order: ownership must not depend on it. */
+    order = (int *)malloc((n_t ? n_t : 1) * sizeof *order);
+    for (i = 0; i < n_t; i++) order[i] = (int)i;
+    for (i = n_t; i > 1; i--) {
+        size_t j = rnd(0, i - 1);
+        int tmp = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = tmp;
+    }
+    for (i = 0; i < n_t; i++) {
+        tensor *x = &t[order[i]];
+        x->assigned = ggml_numa_shard_assign(x->name, base + x->off, x->size);
+        if (x->assigned != x->node && !json) fprintf(stderr, "place_check: %s\n", ggml_numa_shard_last_error());
+    }
+    if (syscall(SYS_move_pages, 0, (unsigned long)n_pages, pages, (const int *)0, status, 0) != 0)
+        return die("move_pages");
+    for (p = 0; p < n_pages; p++) {
+        if (owner[p] < 0) continue;
+        owned++;
+        if (status[p] == t[owner[p]].node) {
+            on_node++;
+            t[owner[p]].on_node++;
+        } else if (status[p] < 0) {
+            pending++;
         }
-        for (i = 0; i < n_t; i++) {
-            tensor *x = &t[order[i]];
-            x->assigned = ggml_numa_shard_assign(x->name, base + x->off, x->size);
-            if (x->assigned != x->node && !json)
-                fprintf(stderr, "place_check: %s\n", ggml_numa_shard_last_error());
-        }
-        if (syscall(SYS_move_pages, 0, (unsigned long)n_pages, pages, (const int *)0, status, 0) != 0)
-            return die("move_pages");
-        for (p = 0; p < n_pages; p++) {
-            if (owner[p] < 0) continue;
-            owned++;
-            if (status[p] == t[owner[p]].node) {
-                on_node++;
-                t[owner[p]].on_node++;
-            } else if (status[p] < 0) {
-                pending++;
-            }
-        }
-        free(pages);
-        free(status);
     }
 
     {
@@ -222,7 +265,7 @@ int main(int argc, char **argv) {
             printf("]}\n");
         } else {
             for (i = 0; i < n_t; i++)
-                printf("%-28s node %-4d assign %-4d %6lu/%-6lu pages on node\n", t[i].name, t[i].node, t[i].assigned,
+                printf("%-40s node %-4d assign %-4d %6lu/%-6lu pages on node\n", t[i].name, t[i].node, t[i].assigned,
                        (unsigned long)t[i].on_node, (unsigned long)t[i].owned);
             printf("%s: %lu tensors, %lu pages over %d memory node(s); before: %lu on their planned node; after: "
                    "%lu (%.4f%%), minimum %.3f%%: %s\n",
@@ -230,12 +273,14 @@ int main(int argc, char **argv) {
                    (unsigned long)on_node, pct, min_percent, ok ? "ok" : "BELOW");
             ggml_numa_shard_stats();
         }
-        munmap(base, n_pages * ps);
-        if (fd >= 0) {
-            close(fd);
-            unlink(path);
-        }
+        munmap(base, map_len);
+        if (fd >= 0) close(fd);
+        if (path[0]) unlink(path);
+        free(pages);
+        free(status);
         free(owner);
+        free(best);
+        free(wrong);
         free(order);
         free(t);
         free(mem);

@@ -34,7 +34,8 @@
        whatever order the tensors are assigned in.
      - It faults the pages in (one read per page) under a preferred-node task policy, so page
        cache pages of an mmapped model are allocated on the node, then binds the range
-       (MPOL_BIND) and migrates pages that sit elsewhere (MPOL_MF_MOVE).
+       (MPOL_BIND) and migrates pages that sit elsewhere (MPOL_MF_MOVE; with CAP_SYS_NICE
+       also pages other processes map, MPOL_MF_MOVE_ALL).
      - It checks every page with move_pages(2) and counts whole pages as placed (on the
        node), failed (elsewhere, or the binding failed) or pending (not faulted yet).
      - It returns the node, or -1 when the tensor could not be resolved or some of its pages
@@ -781,7 +782,7 @@ static struct gns_state {
 #ifdef GNS_LINUX
     size_t page;
     ggml_numa_shard_nodemask mask, saved_mask;
-    int saved_mode, saved_ok;
+    int saved_mode, saved_ok, move_all;
     gns_page_rec *recs;
     size_t rec_cap, rec_used;
     void **qpages;
@@ -873,6 +874,7 @@ GNS_INTERNAL int gns_install(const char *text, const int *nodes, int n_nodes, co
 #define GNS_MPOL_PREFERRED 1
 #define GNS_MPOL_BIND 2
 #define GNS_MPOL_MF_MOVE (1 << 1)
+#define GNS_MPOL_MF_MOVE_ALL (1 << 2)
 #define GNS_MADV_POPULATE_READ 22
 
 /* Turn placement on: page size, node masks, the task policy to restore, query buffers. */
@@ -896,6 +898,7 @@ GNS_INTERNAL int gns_start_placing(int max_possible) {
         return -1;
     }
     gns_g.saved_ok = 1;
+    gns_g.move_all = 1; /* until the kernel says EPERM */
     gns_g.placing = 1;
     return 1;
 oom:
@@ -943,10 +946,18 @@ GNS_INTERNAL void gns_bind(uintptr_t start, uintptr_t end, int node, size_t out[
     ggml_numa_shard_nodemask_set(&gns_g.mask, node);
     out[0] = out[1] = out[2] = 0;
     gns_populate(start, end);
-    if (syscall(SYS_mbind, (unsigned long)start, (unsigned long)(end - start), (unsigned long)GNS_MPOL_BIND,
-                gns_g.mask.bits, ggml_numa_shard_nodemask_maxnode(&gns_g.mask), (unsigned)GNS_MPOL_MF_MOVE) != 0 &&
-        !*err)
-        *err = errno;
+    for (;;) {
+        unsigned flags = GNS_MPOL_MF_MOVE | (gns_g.move_all ? GNS_MPOL_MF_MOVE_ALL : 0U);
+        if (syscall(SYS_mbind, (unsigned long)start, (unsigned long)(end - start), (unsigned long)GNS_MPOL_BIND,
+                    gns_g.mask.bits, ggml_numa_shard_nodemask_maxnode(&gns_g.mask), flags) == 0)
+            break;
+        if (errno == EPERM && gns_g.move_all) { /* no CAP_SYS_NICE: move only pages no one else maps */
+            gns_g.move_all = 0;
+            continue;
+        }
+        if (!*err) *err = errno;
+        break;
+    }
     if (gns_query(start, end, node, out) != 0) {
         if (!*err) *err = errno;
         out[GNS_FAILED] = (end - start) / gns_g.page;

@@ -8,8 +8,8 @@
    shared by tensors the node of the tensor owning most of its bytes (ties: the lower offset).
    Placing runs of pages: a preferred-node task policy while the run is read ahead and
    faulted in (new page-cache pages are allocated on the node), then every page is checked
-   with move_pages(2) and pages cached elsewhere are migrated when the kernel allows it
-   (pages other processes map stay; they are reported).
+   with move_pages(2) and pages cached elsewhere are migrated (pages other processes map
+   too when the tool has CAP_SYS_NICE; without it they stay, and are reported).
 
      --evict        first write the file's dirty pages back and drop its cached pages
                     (posix_fadvise DONTNEED); mincore(2) tells how many stayed cached
@@ -399,6 +399,7 @@ static __attribute__((unused)) int plan_pages(const gguf_tensor *t, const int *n
 #define MPOL_PREFERRED_ 1
 #define MPOL_BIND_ 2
 #define MPOL_MF_MOVE_ (1 << 1)
+#define MPOL_MF_MOVE_ALL_ (1 << 2)
 #define MADV_POPULATE_READ_ 22
 #define CHUNK 4096
 
@@ -408,6 +409,7 @@ typedef struct tally {
 
 static size_t g_page;
 static ggml_numa_shard_nodemask g_mask;
+static int g_move_all = 1; /* until the kernel says EPERM */
 
 static void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 static void die(int status, const char *fmt, ...) {
@@ -453,9 +455,18 @@ static void check_chunk(char *addr, uint64_t n, int node, int move, tally *t, co
             targets[k++] = node;
         }
     }
-    if (k && syscall(SYS_move_pages, 0, (unsigned long)k, wrong, targets, wrong_status, (int)MPOL_MF_MOVE_) >= 0) {
-        if (query(addr, n, status, pages) != 0) die(1, "move_pages: %s", strerror(errno));
-        for (i = 0; i < k; i++) t->moved += wrong_status[i] == node;
+    if (k) {
+        long rc = -1;
+        if (g_move_all) {
+            rc = syscall(SYS_move_pages, 0, (unsigned long)k, wrong, targets, wrong_status, (int)MPOL_MF_MOVE_ALL_);
+            if (rc < 0 && errno == EPERM) g_move_all = 0; /* no CAP_SYS_NICE: pages others map stay */
+        }
+        if (!g_move_all)
+            rc = syscall(SYS_move_pages, 0, (unsigned long)k, wrong, targets, wrong_status, (int)MPOL_MF_MOVE_);
+        if (rc >= 0) {
+            if (query(addr, n, status, pages) != 0) die(1, "move_pages: %s", strerror(errno));
+            for (i = 0; i < k; i++) t->moved += wrong_status[i] == node;
+        }
     }
     for (i = 0; i < n; i++) {
         if (resident && !(resident[i] & 1)) continue;
