@@ -11,6 +11,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -111,15 +112,29 @@ def extra_vars(host: Host, facts: Mapping[str, Any], plan: Plan, generated: Path
 # -- one host --------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=64)
+def _local_layout(path: str, mtime_ns: int, size: int) -> ModelLayout:
+    return read_layout(path)
+
+
+def local_layout(path: str | Path) -> ModelLayout:
+    """A local model's layout, read once per file version however many hosts share it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return read_layout(path)  # raises GGUFError naming the file
+    return _local_layout(str(path), st.st_mtime_ns, st.st_size)
+
+
 def layout_for(host: Host, conn: Connector, settings: ApplySettings) -> tuple[ModelLayout, Path | None]:
     coffers = host.coffers
     if "model" not in coffers:
         raise PlanError("coffers.model is not set: the path of the GGUF model on the host")
     if coffers.get("model_generate") is not None:
         path = generated_model(coffers["model_generate"], settings.model_cache)
-        return read_layout(path), path
+        return local_layout(path), path
     if coffers.get("model_local"):
-        return read_layout(coffers["model_local"]), None
+        return local_layout(coffers["model_local"]), None
     return read_remote_layout(conn, coffers["model"]), None
 
 

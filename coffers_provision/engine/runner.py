@@ -137,7 +137,8 @@ class _Play:
                     self._record(self.pending + notify)  # before the change: never lost
                 for action in outcome.actions:
                     action()
-                self.state.forget([*outcome.effects, *outcome.contents])
+                if outcome.actions:
+                    self.state.forget([*outcome.effects, *outcome.contents])
             else:
                 self.state.overlay(outcome.effects, outcome.contents)
             if outcome.notifies:

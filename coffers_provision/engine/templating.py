@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -71,6 +72,7 @@ def make_env(template_dir: Path | None = None) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        auto_reload=False,  # role templates do not change during a run
     )
     env.filters.update(
         shell_quote=_shell_quote,
@@ -86,6 +88,16 @@ def make_env(template_dir: Path | None = None) -> jinja2.Environment:
 _DEFAULT_ENV = make_env()
 
 
+@lru_cache(maxsize=4096)
+def _compiled_template(env: jinja2.Environment, text: str) -> jinja2.Template:
+    return env.from_string(text)
+
+
+@lru_cache(maxsize=4096)
+def _compiled_expression(env: jinja2.Environment, expr: str):
+    return env.compile_expression(expr, undefined_to_none=False)
+
+
 def render_string(text: str, variables: Mapping[str, Any], *, where: str, env: jinja2.Environment | None = None) -> Any:
     """Render one string; a lone `{{ expr }}` returns the expression's native value."""
     if "{{" not in text and "{%" not in text:
@@ -94,11 +106,11 @@ def render_string(text: str, variables: Mapping[str, Any], *, where: str, env: j
     try:
         m = _WHOLE.match(text.strip(" "))  # a newline outside the braces makes it text
         if m and "{{" not in m.group("expr"):
-            value = env.compile_expression(m.group("expr"), undefined_to_none=False)(**variables)
+            value = _compiled_expression(env, m.group("expr"))(**variables)
             if isinstance(value, jinja2.Undefined):
                 value._fail_with_undefined_error()
             return value
-        return env.from_string(text).render(**variables)
+        return _compiled_template(env, text).render(**variables)
     except jinja2.TemplateError as e:
         raise TemplateError(f"{where}: {type(e).__name__}: {e}") from None
 
@@ -119,7 +131,7 @@ def evaluate(expression: str | bool, variables: Mapping[str, Any], *, where: str
     if isinstance(expression, bool):
         return expression
     try:
-        value = _DEFAULT_ENV.compile_expression(expression, undefined_to_none=False)(**variables)
+        value = _compiled_expression(_DEFAULT_ENV, expression)(**variables)
         if isinstance(value, jinja2.Undefined):
             value._fail_with_undefined_error()
         return value
@@ -148,15 +160,16 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+@lru_cache(maxsize=4096)
+def _names_in(text: str) -> frozenset[str]:
+    try:
+        return frozenset(jinja2.meta.find_undeclared_variables(_DEFAULT_ENV.parse(text)))
+    except jinja2.TemplateSyntaxError:
+        return frozenset()  # reported with its location when rendered
+
+
 def _references(value: Any) -> set[str]:
-    names: set[str] = set()
-    for text in _strings(value):
-        if "{{" in text or "{%" in text:
-            try:
-                names |= jinja2.meta.find_undeclared_variables(_DEFAULT_ENV.parse(text))
-            except jinja2.TemplateSyntaxError:
-                pass  # reported with its location when rendered
-    return names
+    return {n for text in _strings(value) if "{{" in text or "{%" in text for n in _names_in(text)}
 
 
 def resolve_vars(variables: Mapping[str, Any], templated: set[str], *, where: str = "vars") -> dict[str, Any]:

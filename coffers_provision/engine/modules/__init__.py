@@ -136,6 +136,7 @@ def write_file(
     group: str | None = None,
     step: str | None = None,
     secret: bool = False,
+    digest: str | None = None,
 ) -> Outcome:
     """Make `path` hold exactly `data` (and the mode and owner, when given).
 
@@ -149,7 +150,7 @@ def write_file(
     if st is not None and st.kind != "file":
         raise TaskFailed(f"{path} exists and is not a regular file ({st.kind})")
     want_mode = mode if mode is not None else (st.mode if st else 0o644)
-    new_hash = sha256(data)
+    new_hash = digest or sha256(data)
     content = st is None or st.sha256 != new_hash
     chmod = st is not None and st.mode != want_mode
     chown = st is None and (owner or group) or (

@@ -72,16 +72,20 @@ def _q(units: list[str]) -> str:
     return " ".join(shlex.quote(u) for u in units)
 
 
+def _systemctl_query(what: str, units: list[str]) -> str:
+    """A read-only systemctl query, answered only where systemd runs (its answer is unused elsewhere)."""
+    return f"{SYSTEMD_BOOTED} || exit 0; systemctl {what} {_q(units)}"
+
+
 def needs(args: dict, ctx: Context) -> Needs:
     unit_dir, name = _unit_dir(args, ctx), args["name"]
-    out = Needs(stat={f"{unit_dir}/{name}"}, capture={SYSTEMD_BOOTED})
+    out = Needs(stat={unit_dir, f"{unit_dir}/{name}"}, capture={SYSTEMD_BOOTED})
     units = _units(args)
     if _is_template(name):
         out.capture.add(_listing(unit_dir, name))
-        out.stat |= {f"{_dropin_dir(unit_dir, u)}/{DROPIN}" for u in units}
+        out.stat |= {p for u in units for p in (_dropin_dir(unit_dir, u), f"{_dropin_dir(unit_dir, u)}/{DROPIN}")}
     if units:
-        out.capture |= {f"systemctl is-enabled {_q(units)}", f"systemctl is-active {_q(units)}",
-                        f"systemctl show -p NeedDaemonReload --value {_q(units)}"}
+        out.capture |= {_systemctl_query(w, units) for w in ("is-enabled", "is-active", "show -p NeedDaemonReload --value")}
     return out
 
 
@@ -114,7 +118,7 @@ def _verify(ctx: Context, files: dict[str, bytes], unit_dir: str, units: list[st
 
 
 def _state_lines(ctx: Context, what: str, units: list[str]) -> dict[str, str]:
-    lines = ctx.state.capture(f"systemctl {what} {_q(units)}").stdout.splitlines()
+    lines = ctx.state.capture(_systemctl_query(what, units)).stdout.splitlines()
     return dict(zip(units, lines + [""] * (len(units) - len(lines))))
 
 
@@ -186,7 +190,7 @@ def prepare(args: dict, ctx: Context) -> Outcome:
         out.steps += [Step(v, Status.SKIPPED, NOT_BOOTED) for v in verbs]
     else:
         flagged = bool(units) and "yes" in ctx.state.capture(
-            f"systemctl show -p NeedDaemonReload --value {_q(units)}").stdout.split()
+            _systemctl_query("show -p NeedDaemonReload --value", units)).stdout.split()
         if files_changed or doomed or flagged:
             out.steps.append(Step("daemon-reload", Status.CHANGED, "" if files_changed or doomed else "systemd asked for it"))
             out.actions.append(lambda: ctx.run(["systemctl", "daemon-reload"]))
