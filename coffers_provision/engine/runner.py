@@ -119,7 +119,7 @@ class _Play:
         ctx = self.ctx(entry.task)
         for path in entry.needs_files:
             if self.state.stat(path) is None:
-                return Outcome([Step(entry.name, Status.SKIPPED, f"{path} is not on the host")])
+                return Outcome([Step("needs_files", Status.SKIPPED, f"{path} is not on the host")])
         return get(entry.task.module).prepare(entry.args, ctx)
 
     def run_entry(self, entry: _Entry, *, handler: bool = False) -> TaskResult:
