@@ -23,6 +23,7 @@ from coffers_provision.connect import (
     open_connector,
 )
 from coffers_provision.connect.hostkeys import fingerprint
+from coffers_provision.connect.ssh import parse_jump
 from coffers_provision.inventory import Host, load_inventory
 from tests.fleet.fleet import _namespace_pids
 
@@ -270,3 +271,31 @@ def test_failed_login_never_shows_the_password(fleet, tmp_path, caplog, monkeypa
     assert "authentication failed" in str(e.value)
     assert secret not in str(e.value) and secret not in repr(e.value)
     assert secret not in caplog.text
+
+
+def test_proxyjump_from_ssh_config(fleet, tmp_path):
+    jump, target = fleet.hosts[3], fleet.hosts[0]
+    cfg = tmp_path / "config"
+    cfg.write_text(
+        f"Host behind\n  HostName {target.address}\n  Port {target.port}\n  ProxyJump root@{jump.address}:{jump.port}\n"
+        f"Host *\n  User root\n  IdentityFile {fleet.client_key}\n"
+    )
+    before = logins(jump)
+    with open_connector(Host("behind", {}, ("all",)), options(fleet, ssh_config=cfg)) as c:
+        assert c.run("cat /sys/devices/system/node/online").stdout == "0,8,252-255\n"
+    assert logins(jump) == before + 1
+
+
+@pytest.mark.parametrize("spec,hops", [
+    ("bastion", [(None, "bastion", None)]),
+    ("ops@bastion:2222,inner", [("ops", "bastion", 2222), (None, "inner", None)]),
+    ("ssh://a@[::1]:22", [("a", "::1", 22)]),
+])
+def test_parse_jump(spec, hops):
+    assert parse_jump(spec) == hops
+
+
+@pytest.mark.parametrize("spec", ["host:port", "a,,b"])
+def test_parse_jump_refuses_nonsense(spec):
+    with pytest.raises(ConnectError):
+        parse_jump(spec)
