@@ -14,7 +14,7 @@ from . import __version__
 from .status import ExitStatus
 
 # Order here is the order of `--help`.
-COMMANDS = ["validate", "topology", "model", "plan", "probe", "apply"]
+COMMANDS = ["validate", "topology", "model", "plan", "probe", "apply", "bench"]
 
 
 class _Parser(argparse.ArgumentParser):
