@@ -299,3 +299,76 @@ def test_load_bench_for_host(tmp_path):
     assert load_bench_for_host(None, "epyc-0") is None
     with pytest.raises(StoreError, match="not a bench run directory"):
         load_bench_for_host(tmp_path / "nowhere", "epyc-0")
+
+
+def _plan_inventory(tmp_path: Path, strategy: str) -> Path:
+    """One host `two` (the 2-socket fixture's cached facts) planning a small real model."""
+    import time
+
+    from coffers_provision import modelgen
+    from coffers_provision.facts.numa import parse_numactl
+
+    model = tmp_path / "m.gguf"
+    modelgen.write_llama(model, n_layers=16, dim=256, n_head=4, n_head_kv=4, ffn=512)
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all:\n  hosts:\n    two:\n      ansible_connection: local\n      coffers:\n"
+                   f"        model_local: m.gguf\n        strategy: {strategy}\n")  # fmt: skip
+    topo = parse_numactl((Path(__file__).parent / "fixtures" / "numactl" / "aws-c5n-18xlarge-xeon-2s-2node.txt").read_text())
+    (tmp_path / "facts").mkdir()
+    (tmp_path / "facts" / "two.json").write_text(json.dumps({"topology": topo.to_json(), "probed_at_epoch": time.time()}))
+    return inv
+
+
+def _plan(capsys, inv: Path, *extra: str) -> dict:
+    from jsonschema import Draft202012Validator
+
+    from coffers_provision.resources import schema_path
+
+    assert main(["plan", str(inv), "--facts-dir", str(inv.parent / "facts"), "--json", *extra]) == 0
+    doc = json.loads(capsys.readouterr().out)["hosts"]["two"]
+    Draft202012Validator(json.loads(schema_path("plan").read_text())).validate(doc)
+    return doc
+
+
+def test_the_plan_follows_the_measured_bandwidth_and_records_its_run(tmp_path, capsys):
+    inv = _plan_inventory(tmp_path, "shard")
+    even = store_run(tmp_path / "results", {"two": crafted("two", {0: 40.0, 1: 40.0})})
+    skewed = store_run(tmp_path / "results", {"two": crafted("two", {0: 60.0, 1: 20.0})}, when=datetime(2025, 3, 2, tzinfo=timezone.utc))
+    unmeasured = _plan(capsys, inv)  # no results/latest in the working directory
+    a = _plan(capsys, inv, "--bench-results", str(even))
+    b = _plan(capsys, inv, "--bench-results", str(tmp_path / "results"))  # a results directory: its latest
+    assert not any(r.startswith("measured:") for r in unmeasured["reasons"])
+    assert f"measured: bench run {even.name}, {even / 'two.json'} (numa-shard-bench 0.1.0 (gcc 12.2.0))" in a["reasons"]
+    assert any(r.startswith(f"measured: bench run {skewed.name}, ") for r in b["reasons"])
+    # 40:40 splits the layers evenly; 60:20 puts about three quarters on node 0
+    share = {k: d["node_bytes"]["0"] / (d["node_bytes"]["0"] + d["node_bytes"]["1"]) for k, d in (("a", a), ("b", b))}
+    assert abs(share["a"] - 0.5) < 0.1 and abs(share["b"] - 0.75) < 0.1
+    assert a["shard_map"] != b["shard_map"]
+    assert [n["speed"] for n in b["nodes"]] == [60.0, 20.0]
+    # the default: results/latest under the working directory
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert _plan(capsys, inv)["shard_map"] == b["shard_map"]
+    finally:
+        os.chdir(cwd)
+
+
+def test_auto_takes_the_strategy_the_run_measured_fastest(tmp_path, capsys):
+    inv = _plan_inventory(tmp_path, "auto")
+    fast_replicate = store_run(tmp_path / "r1", {"two": crafted("two", {0: 40.0, 1: 40.0}, strategies={"shard": 40, "interleave": 60, "replicate": 75})})
+    fast_interleave = store_run(tmp_path / "r2", {"two": crafted("two", {0: 40.0, 1: 40.0}, strategies={"shard": 40, "interleave": 80, "replicate": 75})})
+    assert _plan(capsys, inv, "--bench-results", str(fast_replicate))["strategy"] == "replicate"
+    assert _plan(capsys, inv, "--bench-results", str(fast_interleave))["strategy"] == "interleave"
+
+
+def test_plan_bench_results_errors(tmp_path, capsys):
+    inv = _plan_inventory(tmp_path, "shard")
+    assert main(["plan", str(inv), "--facts-dir", str(tmp_path / "facts"), "--bench-results", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert f"--bench-results {tmp_path / 'none'}: not a bench run directory" in err
+    run = store_run(tmp_path / "results", {"two": crafted("two", {0: 40.0, 1: 40.0})})
+    (run / "two.json").write_text("{}")
+    assert main(["plan", str(inv), "--facts-dir", str(tmp_path / "facts"), "--bench-results", str(run), "--json"]) == 1
+    assert "two.json: not a numa-shard-bench result" in json.loads(capsys.readouterr().out)["hosts"]["two"]["error"]
+    assert main(["plan", "--topology", "x", "--model", "y", "--bench-results", str(run)]) == 2

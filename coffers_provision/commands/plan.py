@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--port", type=int, help="service port (replicate: port, port+1, ...)")
     f = p.add_argument_group("facts and measurements")
     f.add_argument("--bench", metavar="FILE", help='a numa-shard-bench --json result, or {"node_bandwidth_gbps": {"0": 80}, "strategy_tokens_per_s": {"shard": 9.5}}')
+    f.add_argument("--bench-results", type=Path, metavar="DIR",
+                   help="inventory mode: each host's result from this bench run or results directory (default results/latest when present; --bench wins)")
     f.add_argument("--siblings", metavar="FILE", help="SMT sibling groups, one CPU list a line (sysfs thread_siblings_list)")
     f.add_argument("--weighted-interleave", action="store_true", help="the host's kernel offers weighted interleave")
     p.set_defaults(func=run)
@@ -105,6 +107,9 @@ def run(args: argparse.Namespace) -> ExitStatus:
     if args.topology is None or args.model is None:
         error("give INVENTORY, or --topology NUMACTL.txt and --model MODEL.gguf")
         return ExitStatus.USAGE
+    if args.bench_results is not None:
+        error("--bench-results needs INVENTORY (host names); offline, give one host's result: --bench DIR/HOST.json")
+        return ExitStatus.USAGE
     try:
         policy = Policy.from_vars(policy_vars(args))
         bench = read_bench(args.bench) if args.bench else None
@@ -137,6 +142,8 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
     The model's header is read from `coffers.model_local` (a local copy, relative to the
     inventory) or from `coffers.model` on the host itself, once per distinct file.
     """
+    from ..bench.planning import default_results, load_bench_for_host, run_dir_of, with_note
+    from ..bench.store import StoreError
     from ..facts.cache import cache_file, max_age_of
     from ..inventory import InventoryError, PatternError, load_inventory
     from .model import load as load_model
@@ -146,11 +153,14 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
         hosts = inv.select(args.limit)
         overrides = policy_vars(args)
         bench = read_bench(args.bench) if args.bench else None
+        measured_dir = None if bench else args.bench_results or default_results()
+        if measured_dir is not None:
+            run_dir_of(measured_dir)  # a wrong DIR fails before any host
     except InventoryError as e:
         for d in e.diagnostics:
             error(str(d))
         return ExitStatus.ERROR
-    except (PatternError, PolicyError) as e:
+    except (PatternError, PolicyError, StoreError) as e:
         error(str(e))
         return ExitStatus.ERROR
     layouts: dict[str, Any] = {}
@@ -176,10 +186,11 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
                 raise PlanError("coffers.model: no model set for this host")
             if target not in layouts:
                 layouts[target] = load_model(target, where, connect_kwargs(args))
-            result = plan_for_host(facts, layouts[target], bench, policy)
+            measured = load_bench_for_host(measured_dir, host.name)
+            result = with_note(plan_for_host(facts, layouts[target], measured.bench if measured else bench, policy), measured)
             if time.time() - facts.get("probed_at_epoch", 0) > max_age_of(host):
                 result = replace(result, warnings=result.warnings + (f"facts in {path} are older than facts_max_age_s: run probe",))
-        except (GGUFError, PolicyError, PlanError, TopologyError, KeyError, TypeError) as e:
+        except (GGUFError, PolicyError, PlanError, TopologyError, StoreError, KeyError, TypeError) as e:
             failed += 1
             docs[host.name] = {"error": str(e)}
             if not args.json:
