@@ -4,7 +4,8 @@
 
    Without MODEL it lays out fake tensors of a small model back to back (32-byte aligned, as
    in GGUF, so many pages are shared by two or more tensors) in an anonymous buffer or in a
-   file it mmaps read-only. With MODEL it maps the model read-only, as llama.cpp does, and
+   file it mmaps read-only (the anonymous buffer asks for transparent huge pages, which
+   straddle tensors). With MODEL it maps the model read-only, as llama.cpp does, and
    uses its tensor table. Either way it first-touches every page on the WRONG node (the next
    memory node after the planned one; a model's cached pages are dropped first), assigns the
    tensors in a shuffled order, and checks with move_pages(2) where each page is. A page is
@@ -163,6 +164,9 @@ int main(int argc, char **argv) {
         map_len = (total + ps - 1) / ps * ps;
         if (strcmp(mode, "anon") == 0) {
             base = (char *)mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            /* Huge pages where the kernel allows them: each one straddling two tensors is the
+               hard case (llama.cpp's --no-mmap buffers get them under THP "always"). */
+            if (base != MAP_FAILED) madvise(base, map_len, MADV_HUGEPAGE);
         } else {
             snprintf(path, sizeof path, "%s/place_check.XXXXXX", dir);
             fd = mkstemp(path);

@@ -29,6 +29,7 @@
      GGML_NUMA_SHARD_DISABLE         compile placement as a no-op, as on systems without NUMA.
 
    WHAT ggml_numa_shard_assign() DOES (Linux)
+     - Huge pages at the tensor's edges are split first (a huge page migrates whole).
      - Every whole page inside the tensor goes to the tensor's node. A page shared with
        other tensors goes to the tensor that owns most of its bytes (ties: the lower address),
        whatever order the tensors are assigned in.
@@ -876,6 +877,7 @@ GNS_INTERNAL int gns_install(const char *text, const int *nodes, int n_nodes, co
 #define GNS_MPOL_MF_MOVE (1 << 1)
 #define GNS_MPOL_MF_MOVE_ALL (1 << 2)
 #define GNS_MADV_POPULATE_READ 22
+#define GNS_MADV_COLD 20
 
 /* Turn placement on: page size, node masks, the task policy to restore, query buffers. */
 GNS_INTERNAL int gns_start_placing(int max_possible) {
@@ -963,6 +965,14 @@ GNS_INTERNAL void gns_bind(uintptr_t start, uintptr_t end, int node, size_t out[
         out[GNS_FAILED] = (end - start) / gns_g.page;
         out[GNS_PLACED] = out[GNS_PENDING] = 0;
     }
+}
+
+/* A huge page migrates whole: one that straddles two tensors would follow whichever was
+   bound last. Split the huge pages at the tensor's edges first (MADV_COLD on part of a huge
+   page only this process maps splits it, since Linux 5.4; it also ages those two pages). */
+GNS_INTERNAL void gns_split_edges(uintptr_t head_page, uintptr_t tail_page) {
+    syscall(SYS_madvise, (unsigned long)head_page, gns_g.page, (int)GNS_MADV_COLD);
+    if (tail_page != head_page) syscall(SYS_madvise, (unsigned long)tail_page, gns_g.page, (int)GNS_MADV_COLD);
 }
 
 GNS_INTERNAL void gns_count(int node, int state, size_t bytes, int sign) {
@@ -1106,6 +1116,7 @@ GGML_NUMA_SHARD_API int ggml_numa_shard_assign(const char *name, void *data, siz
         }
         hp = s & ~(ps - 1);
         tp = (e - 1) & ~(ps - 1);
+        gns_split_edges(hp, tp);
         if (hp == tp && size < ps) {
             failed += gns_claim(hp, size, s, node, &err);
         } else {
