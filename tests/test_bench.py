@@ -372,3 +372,28 @@ def test_plan_bench_results_errors(tmp_path, capsys):
     assert main(["plan", str(inv), "--facts-dir", str(tmp_path / "facts"), "--bench-results", str(run), "--json"]) == 1
     assert "two.json: not a numa-shard-bench result" in json.loads(capsys.readouterr().out)["hosts"]["two"]["error"]
     assert main(["plan", "--topology", "x", "--model", "y", "--bench-results", str(run)]) == 2
+
+
+def test_apply_plans_from_the_bench_results(tmp_path):
+    """apply --check on this machine (local connection, paths under a temp root): the plan
+    it would record follows the strategy the given run measured fastest."""
+    import subprocess
+
+    from tests.test_apply import apply, apply_cmd, env, inventory, snapshot
+
+    inv = inventory(tmp_path, strategy="auto")
+    best = {}
+    for name, figures in (("replicate", {"shard": 20, "interleave": 30, "replicate": 50}),
+                          ("interleave", {"shard": 20, "interleave": 60, "replicate": 50})):  # fmt: skip
+        run = store_run(tmp_path / name, {"localhost": crafted("localhost", {0: 40.0}, strategies=figures)})
+        rc, doc = apply(tmp_path, inv, "--check", "--diff", "--bench-results", str(run))
+        assert rc == 0, doc
+        record = next(t for t in doc["hosts"]["localhost"]["tasks"] if t["task"] == "record the plan this host runs")
+        best[name] = record["diff"]
+    assert '"strategy": "replicate"' in best["replicate"] and '"strategy": "interleave"' in best["interleave"]
+    # a wrong DIR stops apply before any host is touched
+    before = snapshot(tmp_path / "root")
+    proc = subprocess.run(apply_cmd(tmp_path, inv, "--bench-results", str(tmp_path / "nowhere")),
+                          capture_output=True, text=True, env=env(tmp_path), timeout=300)  # fmt: skip
+    assert proc.returncode == 1 and f"--bench-results {tmp_path / 'nowhere'}: not a bench run directory" in proc.stderr
+    assert snapshot(tmp_path / "root") == before

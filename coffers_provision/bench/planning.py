@@ -43,6 +43,14 @@ def run_dir_of(results: Path) -> Path:
     raise StoreError(f"--bench-results {results}: not a bench run directory (no {RUN_FILE}) nor a results directory with {LATEST}/")
 
 
+def measured_results(given: Path | None) -> Path | None:
+    """The run to plan from: DIR, else results/latest when present, else None. It is checked
+    (a wrong DIR fails before any host is touched) and resolved, so every host of one
+    command reads the same run even if a bench run finishes meanwhile."""
+    chosen = given if given is not None else default_results()
+    return None if chosen is None else run_dir_of(Path(chosen)).resolve()
+
+
 def load_bench_for_host(results: Path | None, host: str) -> Measured | None:
     """The host's measurements from a run, or None (no DIR, or no result for this host).
 

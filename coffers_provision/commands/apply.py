@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..bench.planning import measured_results
+from ..bench.store import StoreError
 from ..engine.apply import ApplySettings, apply_host, default_play_file
 from ..engine.recap import exit_status, print_tasks, read_retry, recap_table, to_json, write_retry
 from ..engine.result import HostReport
@@ -33,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="list every task, ok ones too")
     p.add_argument("--facts-dir", type=Path, default=DEFAULT_FACTS_DIR, metavar="DIR", help="facts cache (default ./facts)")
     p.add_argument("--refresh-facts", action="store_true", help="probe even when the cached facts are fresh")
+    p.add_argument("--bench-results", type=Path, metavar="DIR", help="plan from this bench run or results directory (default results/latest when present)")
     p.add_argument("--play", type=Path, metavar="FILE", help="the play to run (default: the shipped roles/site.yml)")
     p.add_argument("--retry-file", type=Path, default=DEFAULT_RETRY, metavar="FILE",
                    help=f"where failed and unreachable hosts are listed after a run (default {DEFAULT_RETRY}); re-run them with --limit @FILE")
@@ -69,7 +72,13 @@ def run(args: argparse.Namespace) -> ExitStatus:
     if isinstance(selected, ExitStatus):
         return selected
     inv, hosts = selected
-    settings = ApplySettings(Options(check=args.check, diff=args.diff), facts_dir=args.facts_dir, refresh_facts=args.refresh_facts)
+    try:
+        bench_results = measured_results(args.bench_results)
+    except StoreError as e:
+        error(str(e))
+        return ExitStatus.ERROR
+    settings = ApplySettings(Options(check=args.check, diff=args.diff), facts_dir=args.facts_dir, refresh_facts=args.refresh_facts,
+                             bench_results=bench_results)  # fmt: skip
     outcomes = run_hosts(
         hosts,
         lambda host, conn: apply_host(host, conn, play, settings),

@@ -142,7 +142,7 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
     The model's header is read from `coffers.model_local` (a local copy, relative to the
     inventory) or from `coffers.model` on the host itself, once per distinct file.
     """
-    from ..bench.planning import default_results, load_bench_for_host, run_dir_of, with_note
+    from ..bench.planning import load_bench_for_host, measured_results, with_note
     from ..bench.store import StoreError
     from ..facts.cache import cache_file, max_age_of
     from ..inventory import InventoryError, PatternError, load_inventory
@@ -153,9 +153,7 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
         hosts = inv.select(args.limit)
         overrides = policy_vars(args)
         bench = read_bench(args.bench) if args.bench else None
-        measured_dir = None if bench else args.bench_results or default_results()
-        if measured_dir is not None:
-            run_dir_of(measured_dir)  # a wrong DIR fails before any host
+        measured_dir = None if bench else measured_results(args.bench_results)
     except InventoryError as e:
         for d in e.diagnostics:
             error(str(d))

@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..bench.planning import load_bench_for_host, with_note
+from ..bench.store import StoreError
 from ..connect.base import Connector
 from ..facts.cache import DEFAULT_FACTS_DIR, load_or_probe
 from ..inventory import Host
@@ -36,6 +38,7 @@ class ApplySettings:
     options: Options = field(default_factory=Options)
     facts_dir: Path = DEFAULT_FACTS_DIR
     refresh_facts: bool = False
+    bench_results: Path | None = None  # a bench run: plan each host from its measurements
     model_cache: Path = field(default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "coffers-provision" / "models")
 
 
@@ -143,9 +146,10 @@ def apply_host(host: Host, conn: Connector, play: Play, settings: ApplySettings)
     facts, _ = load_or_probe(host, conn, facts_dir=settings.facts_dir, refresh=settings.refresh_facts)
     try:
         layout, generated = layout_for(host, conn, settings)
-        plan = plan_for_host(facts, layout, None, Policy.from_vars(host.coffers))
+        measured = load_bench_for_host(settings.bench_results, host.name)
+        plan = with_note(plan_for_host(facts, layout, measured.bench if measured else None, Policy.from_vars(host.coffers)), measured)
         variables = play_vars(play, host.vars, extra_vars(host, facts, plan, generated))
-    except (GGUFError, PlanError, PolicyError, TemplateError) as e:
+    except (GGUFError, PlanError, PolicyError, TemplateError, StoreError) as e:
         return HostReport(host.name, error=str(e))
     return run_play(host.name, conn, play, variables, settings.options)
 
