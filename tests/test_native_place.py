@@ -17,7 +17,7 @@ from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
 from coffers_provision import shardmap
 from coffers_provision.facts.numa import parse_sysfs
-from tests.c.nativebuild import PLACE, build, sanitized
+from tests.c.nativebuild import C_TESTS, PLACE, build, sanitized
 
 PAGE = os.sysconf("SC_PAGESIZE")
 MEMORY_NODES = parse_sysfs("/sys/devices/system/node").memory_nodes
@@ -273,3 +273,27 @@ def test_bad_usage_fails_clearly(model, args, env, status, message):
     proc = place(*[str(model) if a == "MODEL" else a for a in args], env=env)
     assert proc.returncode == status, proc.stderr
     assert message in proc.stderr
+
+
+# -- place_check, the lab's placement check, here on one node ------------------------------
+
+@pytest.mark.parametrize("mode", ["anon", "file", "model"])
+def test_place_check_passes_on_node_zero(mode, model, tmp_path):
+    args = [str(model)] if mode == "model" else ["--mode", mode, "--dir", str(tmp_path), "--size-mb", "8"]
+    proc = subprocess.run([str(sanitized(C_TESTS / "place_check.c")), "--json", *args], capture_output=True, text=True,
+                          env={**os.environ, "GGML_NUMA_SHARD_MAP": "0-3:node0,*:node0"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["mode"] == mode and got["ok"] and got["percent"] == 100.0
+    assert got["on_node"] == got["pages"] == sum(t["pages"] for t in got["per_tensor"]) > 0
+    assert all(t["assign"] == t["node"] == 0 for t in got["per_tensor"])
+    if mode == "model":
+        assert [t["name"] for t in got["per_tensor"]] == [t.name for t in sorted(
+            gguf.GGUFReader(str(model)).tensors, key=lambda t: t.data_offset)]
+    assert not list(tmp_path.iterdir())  # the file mode cleans up
+
+
+def test_place_check_refuses_a_map_naming_an_absent_node():
+    proc = subprocess.run([str(sanitized(C_TESTS / "place_check.c"))], capture_output=True, text=True,
+                          env={**os.environ, "GGML_NUMA_SHARD_MAP": "0-3:node1023"}, timeout=60)
+    assert proc.returncode == 1 and "node 1023 is offline or does not exist" in proc.stderr

@@ -207,7 +207,7 @@ int main(int argc, char **argv) {
         if (p == 0 || wrong[p] != wrong[p - 1])
             if (bind_task(&mask, wrong[p]) != 0) return die("set_mempolicy");
         if (model) (void)*(volatile char *)(base + p * ps);
-        else memset(base + p * ps, (int)(p & 0xff), ps);
+        else memset(base + p * ps, (int)(1 + p % 255), ps); /* never all zero: split THPs remap those */
     }
     bind_task(&mask, -1);
     if (fd >= 0 && !model) { /* clean page cache, read-only mapping: llama.cpp's view of a model file */
