@@ -94,3 +94,16 @@ def test_plain_lines_when_not_on_a_terminal(make_fleet):
 def test_bad_forks_is_refused():
     with pytest.raises(ValueError, match="forks"):
         run_hosts([], lambda h, c: None, forks=0)
+
+
+def test_a_progress_bar_on_a_terminal_and_failures_printed_above_it(make_fleet):
+    f = make_fleet(2)
+    f.stop_host(f.hosts[1])
+    buf = io.StringIO()
+    term = Console(file=buf, force_terminal=True, width=120)
+    outcomes = run_hosts(load_inventory(f.inventory).select(None), lambda h, c: c.run("true").rc, options=opts(f), console=term, label="probe")
+    assert [o.status for o in outcomes] == [OK, UNREACHABLE]
+    screen = buf.getvalue()
+    assert "\x1b[" in screen  # drawn with terminal control sequences, not plain lines
+    assert f"{f.hosts[1].name}: UNREACHABLE:" in screen and "connection refused" in screen
+    assert f"[1/2] probe" not in screen

@@ -234,6 +234,15 @@ def _free_port(address: str) -> int:
         return s.getsockname()[1]
 
 
+def _says_ssh(address: str, port: int) -> bool:
+    """An SSH server answers there (not just anything listening)."""
+    try:
+        with socket.create_connection((address, port), timeout=2) as s:
+            return s.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 def _keygen(path: Path) -> None:
     for p in (path, path.with_suffix(".pub")):
         p.unlink(missing_ok=True)
@@ -245,6 +254,7 @@ class Fleet:
 
     def __init__(self, state: Path, hosts: list[FleetHost], client_key: Path):
         self.state, self.hosts, self.client_key = state, hosts, client_key
+        self._published = False  # ports are in the inventory: a host must keep its port
 
     # -- build -----------------------------------------------------------------------
     @classmethod
@@ -283,6 +293,7 @@ class Fleet:
             raise
         fleet.write_known_hosts()
         fleet.write_inventory()
+        fleet._published = True
         return fleet
 
     def _prepare(self, h: FleetHost) -> None:
@@ -360,27 +371,35 @@ class Fleet:
         return "\n".join(lines)
 
     # -- run -------------------------------------------------------------------------
-    def start(self, h: FleetHost, timeout: float = 15.0) -> None:
+    def start(self, h: FleetHost, timeout: float = 60.0) -> None:
         """Start (or restart) one host's sshd and wait until it accepts connections."""
         if h.running:
             return
-        log = open(h.log, "ab")
-        h.proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", self._namespace_script(h)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
-        log.close()
-        h.pid = h.proc.pid  # unshare and sh exec, so this is sshd's own PID
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if h.proc.poll() is not None:
-                raise RuntimeError(f"fleet host {h.name}: sshd exited {h.proc.returncode}:\n{h.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection((h.address, h.port), timeout=0.5):
+        for attempt in range(3):
+            log_start = h.log.stat().st_size if h.log.exists() else 0
+            log = open(h.log, "ab")
+            h.proc = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", self._namespace_script(h)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )  # fmt: skip
+            log.close()
+            h.pid = h.proc.pid  # unshare and sh exec, so this is sshd's own PID
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if h.proc.poll() is not None:
+                    break
+                if _says_ssh(h.address, h.port):
                     return
-            except OSError:
                 time.sleep(0.02)
-        raise RuntimeError(f"fleet host {h.name}: sshd not listening on {h.address}:{h.port} after {timeout}s")
+            else:
+                raise RuntimeError(f"fleet host {h.name}: sshd not listening on {h.address}:{h.port} after {timeout}s")
+            tail = h.log.read_bytes()[log_start:].decode(errors="replace")
+            h.proc, h.pid = None, None
+            if "Address already in use" in tail and not self._published and attempt < 2:
+                h.port = _free_port(h.address)  # another process took the port we picked: pick again
+                self._write_sshd_config(h)
+                continue
+            raise RuntimeError(f"fleet host {h.name}: sshd exited:\n{tail[-2000:]}")
 
     def stop_host(self, h: FleetHost) -> None:
         """Stop one host: its sshd and every process left in its mount namespace, by PID."""
