@@ -106,4 +106,4 @@ def test_a_progress_bar_on_a_terminal_and_failures_printed_above_it(make_fleet):
     screen = buf.getvalue()
     assert "\x1b[" in screen  # drawn with terminal control sequences, not plain lines
     assert f"{f.hosts[1].name}: UNREACHABLE:" in screen and "connection refused" in screen
-    assert f"[1/2] probe" not in screen
+    assert "[1/2] probe" not in screen
