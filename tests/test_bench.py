@@ -397,3 +397,21 @@ def test_apply_plans_from_the_bench_results(tmp_path):
                           capture_output=True, text=True, env=env(tmp_path), timeout=300)  # fmt: skip
     assert proc.returncode == 1 and f"--bench-results {tmp_path / 'nowhere'}: not a bench run directory" in proc.stderr
     assert snapshot(tmp_path / "root") == before
+
+
+def test_report_thresholds_are_flags(tmp_path, capsys):
+    results = fleet_of_epycs({("epyc-1", 2): 36.0})  # 12% below the median
+    results["epyc-3"] = crafted("epyc-3", {n: 40.0 for n in range(4)}, cells={(0, 1): 18.0, (1, 0): 16.5})  # 8% apart
+    store_run(tmp_path, results)
+    assert main(["bench", "report", "--results", str(tmp_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["report"]
+    assert doc["outliers"] == [] and [a["host"] for a in doc["asymmetric"]] == ["epyc-1"] * 3
+    assert doc["thresholds"] == {"node_outlier": 0.15, "asymmetry_tolerance": 0.10}
+    argv = ["bench", "report", "--results", str(tmp_path), "--json", "--outlier-threshold", "10", "--asymmetry-tolerance", "5"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)["report"]
+    assert [(o["host"], o["node"]) for o in doc["outliers"]] == [("epyc-1", 2)]
+    assert {a["host"] for a in doc["asymmetric"]} == {"epyc-1", "epyc-3"}
+    assert doc["thresholds"] == {"node_outlier": 0.10, "asymmetry_tolerance": 0.05}
+    assert main(["bench", "report", "--results", str(tmp_path), "--outlier-threshold", "0"]) == 2
+    assert "--outlier-threshold must be between 0 and 100 percent, not 0" in capsys.readouterr().err

@@ -168,6 +168,8 @@ class FleetReport:
     outliers: tuple[NodeOutlier, ...]
     asymmetric: tuple[Asymmetry, ...]
     failed: Mapping[str, str]  # hosts without a result: host -> why
+    threshold: float = NODE_OUTLIER
+    tolerance: float = ASYMMETRY_TOLERANCE
 
     def flagged_hosts(self) -> set[str]:
         return {o.host for o in self.outliers} | {a.host for a in self.asymmetric}
@@ -178,7 +180,7 @@ class FleetReport:
             "outliers": [o.to_json() for o in self.outliers],
             "asymmetric": [a.to_json() for a in self.asymmetric],
             "failed": dict(self.failed),
-            "thresholds": {"node_outlier": NODE_OUTLIER, "asymmetry_tolerance": ASYMMETRY_TOLERANCE},
+            "thresholds": {"node_outlier": self.threshold, "asymmetry_tolerance": self.tolerance},
         }
 
 
@@ -186,7 +188,7 @@ def fleet_report(results: Mapping[str, Mapping[str, Any]], failed: Mapping[str, 
                  *, threshold: float = NODE_OUTLIER, tolerance: float = ASYMMETRY_TOLERANCE) -> FleetReport:  # fmt: skip
     summaries = tuple(summarize(h, r) for h, r in results.items())
     asym = tuple(a for h, r in results.items() for a in asymmetries(h, r, tolerance))
-    return FleetReport(summaries, tuple(node_outliers(summaries, threshold)), asym, dict(failed or {}))
+    return FleetReport(summaries, tuple(node_outliers(summaries, threshold)), asym, dict(failed or {}), threshold, tolerance)
 
 
 # -- two runs -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .analysis import NODE_OUTLIER, STRATEGIES, FleetReport
+from .analysis import STRATEGIES, FleetReport
 from .store import host_file
 
 FLEET_FILE = "fleet.png"
@@ -86,7 +86,7 @@ def fleet_chart(report: FleetReport, path: Path) -> Path:
     top.set_xticks(ticks, labels, rotation=30 if len(hosts) > 6 else 0, ha="right" if len(hosts) > 6 else "center")
     top.set_ylabel("read GB/s per node\n(bar label: node id)")
     top.legend(handles=[Patch(facecolor="tab:blue", label="node"),
-                        Patch(facecolor="tab:red", label=f"outlier: >{NODE_OUTLIER:.0%} below its group's median"),
+                        Patch(facecolor="tab:red", label=f"outlier: >{report.threshold:.0%} below its group's median"),
                         Patch(facecolor="tab:blue", hatch="//", edgecolor="white", label="memory-only")],
                fontsize=7, ncols=3, loc="lower right", bbox_to_anchor=(1, 1), frameon=False, borderaxespad=0.2)
     idx = np.arange(len(hosts))

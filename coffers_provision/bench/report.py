@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .analysis import ASYMMETRY_TOLERANCE, Change, FleetReport
+from .analysis import Change, FleetReport
 
 
 def _g(value: float | None, digits: int = 1) -> str:
@@ -69,7 +69,7 @@ def print_report(console: Console, report: FleetReport, title: str = "bench") ->
     for host, pairs in by_host.items():
         a = max(pairs, key=lambda p: p.difference)
         console.print(
-            f"[yellow]asymmetric:[/] {escape(host)}: {len(pairs)} node pair(s) read more than {ASYMMETRY_TOLERANCE:.0%} apart "
+            f"[yellow]asymmetric:[/] {escape(host)}: {len(pairs)} node pair(s) read more than {report.tolerance:.0%} apart "
             f"one way and the other; worst: node {a.a} CPUs -> node {a.b} memory {a.ab:.1f} GB/s, "
             f"node {a.b} -> node {a.a} {a.ba:.1f} GB/s ({a.difference:.0%} apart)",
             markup=True, highlight=False,

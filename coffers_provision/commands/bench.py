@@ -28,7 +28,7 @@ MODES = ("report", "compare")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..bench.analysis import REGRESSION
+    from ..bench.analysis import ASYMMETRY_TOLERANCE, NODE_OUTLIER, REGRESSION
     from ..bench.store import DEFAULT_RESULTS_DIR
 
     p = sub.add_parser(
@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, metavar="DIR", help=f"the results store (default ./{DEFAULT_RESULTS_DIR})")
     p.add_argument("--json", action="store_true", help="print the run, report or comparison as JSON")
     p.add_argument("--plot", action="store_true", help="write a heatmap per host and fleet.png next to the results")
+    p.add_argument("--outlier-threshold", type=float, default=NODE_OUTLIER * 100, metavar="PCT",
+                   help=f"flag a node this many percent below the median of its CPU model and node kind (default {NODE_OUTLIER * 100:g})")
+    p.add_argument("--asymmetry-tolerance", type=float, default=ASYMMETRY_TOLERANCE * 100, metavar="PCT",
+                   help=f"flag a host whose matrix[a][b] and [b][a] differ by more than this percent (default {ASYMMETRY_TOLERANCE * 100:g})")
     g = p.add_argument_group("running (INVENTORY); unset values come from each host's coffers.bench, then the tool's defaults")
     g.add_argument("--serial", action="store_true", help="one host at a time (hosts that share hardware do not disturb each other)")
     g.add_argument("--size-mb", type=int, metavar="N", help="MiB per array")
@@ -88,6 +92,14 @@ def _bad_numbers(args: argparse.Namespace) -> str | None:
         return f"--iterations must be at most 100, not {args.iterations}"
     if args.timeout_s is not None and not args.timeout_s > 0:
         return f"--timeout must be positive, not {args.timeout_s:g}"
+    return _bad_percent(args)
+
+
+def _bad_percent(args: argparse.Namespace) -> str | None:
+    for flag, value in (("--outlier-threshold", args.outlier_threshold), ("--asymmetry-tolerance", args.asymmetry_tolerance),
+                        ("--threshold", args.threshold)):  # fmt: skip
+        if not 0 < value < 100:
+            return f"{flag} must be between 0 and 100 percent, not {value:g}"
     return None
 
 
@@ -169,7 +181,7 @@ def _show_run(args: argparse.Namespace, run_dir: Path) -> dict[str, Any] | ExitS
     run = _load(args, str(run_dir))
     if isinstance(run, ExitStatus):
         return run
-    report = fleet_report(run.results, run.failed())
+    report = fleet_report(run.results, run.failed(), threshold=args.outlier_threshold / 100, tolerance=args.asymmetry_tolerance / 100)
     doc: dict[str, Any] = {"run_id": run.run_id, "dir": str(run.path), "report": report.to_json(), "plots": []}
     if args.plot:
         from ..bench.plot import plot_run
@@ -183,6 +195,9 @@ def _show_run(args: argparse.Namespace, run_dir: Path) -> dict[str, Any] | ExitS
 
 
 def run_report(args: argparse.Namespace, ref: str | None) -> ExitStatus:
+    if problem := _bad_percent(args):
+        error(problem)
+        return ExitStatus.USAGE
     run = _load(args, ref)
     if isinstance(run, ExitStatus):
         return run
@@ -199,8 +214,8 @@ def run_compare(args: argparse.Namespace, ref_a: str, ref_b: str) -> ExitStatus:
     from ..bench.analysis import compare
     from ..bench.report import compare_table
 
-    if not 0 < args.threshold < 100:
-        error(f"--threshold must be between 0 and 100 percent, not {args.threshold:g}")
+    if problem := _bad_percent(args):
+        error(problem)
         return ExitStatus.USAGE
     a, b = _load(args, ref_a), _load(args, ref_b)
     for r in (a, b):
