@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from coffers_provision.bench import analysis, store
-from coffers_provision.bench.planning import load_bench_for_host, with_note
+from coffers_provision.bench.planning import load_bench_for_host
 from coffers_provision.bench.store import HostRecord, StoreError, load_run, resolve_run, write_run
 from coffers_provision.cli import main
 
