@@ -11,6 +11,8 @@ import shlex
 import time
 from pathlib import Path
 
+from coffers_provision.connect.base import CommandTimeout
+
 MODEL = "/var/lib/coffers/models/lab-llama.gguf"
 LLAMA_SERVER = "/usr/local/bin/llama-server"
 TEST_UNIT = "lab-llama-test"
@@ -59,9 +61,20 @@ def start_llama(conn, *, threads: int = 2, env: dict[str, str] | None = None, wa
     r = conn.run(["systemd-run", f"--unit={TEST_UNIT}", "--collect", *props, LLAMA_SERVER, "-m", MODEL,
                   "--host", "127.0.0.1", "--port", str(TEST_PORT), "-t", str(threads), "-c", "256", "-np", "1"])
     assert r.ok, r.stderr
+    try:
+        return _wait_healthy(conn, wait_s)
+    except BaseException:
+        stop_llama(conn)
+        raise
+
+
+def _wait_healthy(conn, wait_s: float) -> int:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        status, body = http(conn, "/health", timeout=10)
+        try:
+            status, body = http(conn, "/health", timeout=30)
+        except CommandTimeout:  # a guest starved of CPU by a busy host: ask again
+            continue
         if status == 200:
             pid = int(conn.run(["systemctl", "show", "-P", "MainPID", TEST_UNIT]).stdout.strip())
             assert pid > 0

@@ -111,18 +111,22 @@ def placed_model(lab4_llama: dict, plan4: dict) -> dict:
 
 
 # -- checks ------------------------------------------------------------------------------
-def test_header_places_whole_pages_on_the_planned_node(lab4_llama: dict, plan4: dict) -> None:
+@pytest.mark.parametrize("mode", [["--mode", "anon"], ["--mode", "file", "--dir", "/var/tmp"], [guestops.MODEL]],
+                         ids=["anonymous", "file", "model"])
+def test_header_places_whole_pages_on_the_planned_node(lab4_llama: dict, plan4: dict, mode: list[str]) -> None:
+    """place_check first-touches every page on the wrong node, assigns, and checks each page."""
     if not PLACE_CHECK.exists():
         pytest.skip("tests/c/place_check.c is not written yet ([4])")
     conn = lab4_llama["conn"]
     built = compile_native(conn)
-    r = conn.run(["env", f"GGML_NUMA_SHARD_MAP={plan4['shard_map']}", built["place_check"], guestops.MODEL])
+    r = conn.run(["env", f"GGML_NUMA_SHARD_MAP={plan4['shard_map']}", built["place_check"],
+                  "--min-percent", str(100 * MIN_PLACED), *mode])
     assert r.ok, f"place_check failed:\n{r.stdout}{r.stderr}"
 
 
 def test_numa_shard_place_leaves_the_page_cache_on_plan(lab4_llama: dict, plan4: dict, placed_model: dict) -> None:
     conn = lab4_llama["conn"]
-    r = numa_shard_place(conn, plan4, "--verify")
+    r = numa_shard_place(conn, plan4, "--verify", "--min-percent", str(100 * MIN_PLACED))
     assert r.ok, f"numa-shard-place --verify:\n{r.stdout}{r.stderr}"
     rep = page_report(conn, plan4, None)  # our own reading of the page cache
     tot = rep["totals"]

@@ -1,7 +1,7 @@
 """`apply inventories/lab.yml` runs the inference service under the guests' real systemd.
 
 >>> PLACE FOR THE APPLY ENGINE ([6]) <<<
-These tests start running as soon as coffers_provision/commands/apply.py exists. The owner
+These tests run after the placement tests (file order) and start running as soon as coffers_provision/commands/apply.py exists. The owner
 of `apply` adjusts the command line and the unit name below to what it ships; the checks
 are the issue's: `systemctl is-active` passes, the unit's environment holds the plan, the
 server answers, and a second apply changes nothing.
@@ -13,6 +13,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from typing import Iterator
 
 import pytest
 
@@ -35,13 +36,15 @@ def apply(lab: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def applied(lab: dict, guests: dict, lab4_llama: dict, llama_server_bin, lab_model) -> dict:  # type: ignore[no-untyped-def]
+def applied(lab: dict, guests: dict, lab4_llama: dict, llama_server_bin, lab_model) -> Iterator[dict]:  # type: ignore[no-untyped-def]
     for g in GUESTS:  # the model and server the inventory names, on every guest
         guestops.install(guests[g.name], llama_server_bin, guestops.LLAMA_SERVER, mode=0o755)
         guestops.install(guests[g.name], lab_model, guestops.MODEL)
     first = apply(lab)
     assert first.returncode == 0, first.stdout + first.stderr
-    return {"first": first}
+    yield {"first": first}
+    for g in GUESTS:  # give the guests back quiet: a serving llama-server costs TCG time
+        guests[g.name].run(f"systemctl stop '{UNIT}*'")
 
 
 @pytest.mark.parametrize("name", [g.name for g in GUESTS])
@@ -62,4 +65,6 @@ def test_second_apply_changes_nothing(applied: dict, lab: dict) -> None:
     second = apply(lab)
     assert second.returncode == 0, second.stdout + second.stderr
     recap = json.loads(second.stdout)
-    assert all(h.get("changed", 0) == 0 for h in recap.get("hosts", [])), recap
+    assert set(recap["hosts"]) == {g.name for g in GUESTS}
+    for name, host in recap["hosts"].items():
+        assert (host["changed"], host["failed"], host["unreachable"]) == (0, 0, 0), (name, host)
