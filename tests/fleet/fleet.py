@@ -360,9 +360,11 @@ class Fleet:
         lines += [
             "mkdir -p /var/lib/coffers",
             f"mount --bind {q(numactl)} {NUMACTL}",
-            f"mount --bind {q(d / 'sys' / 'node')} /sys/devices/system/node",
-            f"mount --bind {q(d / 'sys' / 'cpu')} /sys/devices/system/cpu",
-            f"mount --bind {q(d / 'cpuinfo')} /proc/cpuinfo",
+            # shared by every host of the spec, so read-only like the real thing
+            *(
+                f"mount --bind {q(src)} {dst} && mount -o remount,bind,ro {dst}"
+                for src, dst in ((d / "sys" / "node", "/sys/devices/system/node"), (d / "sys" / "cpu", "/sys/devices/system/cpu"), (d / "cpuinfo", "/proc/cpuinfo"))
+            ),
         ]
         # A clean root login: this machine's own ~/.bashrc (which bash sources for ssh
         # commands) would add its start-up time to every command a host runs.
