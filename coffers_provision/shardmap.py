@@ -11,9 +11,10 @@ from typing import Iterable, Mapping, Sequence
 
 MAX_NODE_ID = 1023
 TYPES = ("attn", "ffn", "norm", "embed")
-_LAYER = re.compile(r"^blk\.(\d+)\.")
-_NODE = re.compile(r"^(?:node)?(\d+)$")
-_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+_LAYER = re.compile(r"^blk\.([0-9]+)\.")  # ASCII digits only, as in C
+_NODE = re.compile(r"^(?:node)?([0-9]+)\Z")
+_RANGE = re.compile(r"^([0-9]+)(?:-([0-9]+))?\Z")
+_BLANK = " \t"  # the spec allows spaces and tabs around rules, nothing else
 _EMBED_PREFIXES = ("token_embd", "position_embd", "token_types")
 
 
@@ -75,15 +76,15 @@ def tensor_type(name: str) -> str | None:
 
 def parse(text: str) -> ShardMap:
     """Parse a map; raises ShardMapError naming the position of the first bad rule."""
-    if not text.strip():
+    if not text.strip(_BLANK):
         return ShardMap()
     ranges: list[tuple[int, int, int, int, str]] = []  # first, last, node, pos, rule
     types: dict[str, int] = {}
     default: int | None = None
     pos = 1
     for raw in text.split(","):
-        rule_pos = pos + (len(raw) - len(raw.lstrip()))
-        rule = raw.strip()
+        rule_pos = pos + (len(raw) - len(raw.lstrip(_BLANK)))
+        rule = raw.strip(_BLANK)
         pos += len(raw) + 1
 
         def fail(msg: str) -> ShardMapError:
@@ -93,10 +94,12 @@ def parse(text: str) -> ShardMap:
             raise fail("empty rule")
         if rule.count(":") != 1:
             raise fail("expected TARGET:nodeX")
-        target, node_text = (p.strip() for p in rule.split(":"))
+        target, node_text = (p.strip(_BLANK) for p in rule.split(":"))
         nm = _NODE.match(node_text)
         if not nm:
             raise fail(f"bad node {node_text!r}: expected nodeX or X")
+        if len(nm.group(1).lstrip("0")) > len(str(MAX_NODE_ID)):
+            raise fail(f"node id {nm.group(1)[:12]}... is above {MAX_NODE_ID}")
         node = int(nm.group(1))
         if node > MAX_NODE_ID:
             raise fail(f"node id {node} is above {MAX_NODE_ID}")
@@ -109,6 +112,8 @@ def parse(text: str) -> ShardMap:
                 raise fail(f"type {target!r} given twice")
             types[target] = node
         elif rm := _RANGE.match(target):
+            if max(len(g or "") for g in rm.groups()) > 4000:  # past Python's int() text limit
+                raise fail("layer number too large")
             first = int(rm.group(1))
             last = int(rm.group(2)) if rm.group(2) is not None else first
             if first > last:
