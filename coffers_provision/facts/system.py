@@ -12,7 +12,7 @@ from typing import Any
 from .cpu import FactError
 from .dump import dump_command, parse_dump
 
-DEFAULT_PREFIX = "/opt/coffers"  # where the native tools are installed unless `coffers: prefix` says otherwise
+DEFAULT_PREFIX = "/usr/local"  # where the native tools are installed unless `coffers: prefix` says otherwise
 
 THP_ROOT = "/sys/kernel/mm/transparent_hugepage"
 
