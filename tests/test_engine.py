@@ -288,3 +288,14 @@ def test_shipped_roles_load():
     assert [pr.role.name for pr in play.roles] == ["numa_facts", "native_tools", "llama_build", "tuning", "inference_service"]
     assert "restart llama-server" in play.handlers
     load_play(default_play_file().parent / "bench.yml")
+
+
+def test_diff_never_shows_the_service_environment(demo):
+    """Values under coffers.service.environment may be tokens: --diff masks them wherever they appear."""
+    token = "s3cr3t-t0ken-value"
+    demo()
+    report = demo(diff=True, greeting=token, coffers={"service": {"environment": {"API_KEY": token}}})
+    config = next(r for r in report.results if r.task == "config")
+    assert "+greeting = ********\n" in config.diff
+    assert all(token not in (r.diff or "") for r in report.results)
+    assert (demo.root / "etc" / "demo" / "demo.conf").read_text() == f"greeting = {token}\n"  # written as given

@@ -41,6 +41,17 @@ class Context:
     want_diff: bool = False
 
     @property
+    def secrets(self) -> list[str]:
+        """Values never shown in a diff: the service environment the user supplies (tokens, keys)."""
+        env = ((self.vars.get("coffers") or {}).get("service") or {}).get("environment") or {}
+        return sorted({str(v) for v in env.values() if len(str(v)) >= 4}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for value in self.secrets:
+            text = text.replace(value, "********")
+        return text
+
+    @property
     def systemd_booted(self) -> bool:
         return self.state.capture(SYSTEMD_BOOTED).ok
 
@@ -173,7 +184,7 @@ def write_file(
                 diff += f"{path}: content changed (not shown: it holds secrets)\n"
             else:
                 old = None if st is None else ctx.conn.read(path)
-                diff += file_diff(path, old, data)
+                diff += ctx.redact(file_diff(path, old, data))
     if chmod:
         what.append("mode")
         diff += attr_diff(path, "mode", f"{st.mode:04o}", f"{want_mode:04o}") if ctx.want_diff else ""
