@@ -100,12 +100,13 @@ class LazyConnector(Connector):
         return self.conn().stat(path)
 
 
-def _one(host: Host, fn: Callable[[Host, Connector], T], pool: ConnectionPool) -> HostOutcome[T]:
+def _one(host: Host, fn: Callable[[Host, Connector], T], pool: ConnectionPool, failed: Callable[[T], bool] | None) -> HostOutcome[T]:
     start = time.monotonic()
     conn = LazyConnector(host, pool)
     try:
         value = fn(host, conn)
-        return HostOutcome(host.name, OK, value, None, time.monotonic() - start)
+        status = FAILED if failed is not None and failed(value) else OK
+        return HostOutcome(host.name, status, value, None, time.monotonic() - start)
     except ConnectError as e:
         return HostOutcome(host.name, UNREACHABLE, None, str(e), time.monotonic() - start)
     except Exception as e:  # any other error is this host's failure, never the run's
@@ -156,8 +157,12 @@ def run_hosts(
     label: str = "hosts",
     progress: bool = True,
     console: Console | None = None,
+    failed: Callable[[T], bool] | None = None,
 ) -> list[HostOutcome[T]]:
     """`fn(host, conn)` on every host, `forks` at a time; outcomes in the order of `hosts`.
+
+    `failed(value)` marks a host failed whose work returned a value rather than raising
+    (a play with a failed task), so progress and counts tell the truth.
 
     Pass a `pool` to keep connections open across several runs (probe, then apply);
     otherwise the run opens its own and closes every connection before returning.
@@ -170,7 +175,7 @@ def run_hosts(
     results: dict[str, HostOutcome[T]] = {}
     executor = ThreadPoolExecutor(max_workers=min(forks, max(len(hosts), 1)), thread_name_prefix="host")
     try:
-        futures: dict[Future, Host] = {executor.submit(_one, h, fn, pool): h for h in hosts}
+        futures: dict[Future, Host] = {executor.submit(_one, h, fn, pool, failed): h for h in hosts}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)

@@ -107,3 +107,15 @@ def test_a_progress_bar_on_a_terminal_and_failures_printed_above_it(make_fleet):
     assert "\x1b[" in screen  # drawn with terminal control sequences, not plain lines
     assert f"{f.hosts[1].name}: UNREACHABLE:" in screen and "connection refused" in screen
     assert "[1/2] probe" not in screen
+
+
+def test_a_returned_failure_is_reported_failed_and_keeps_its_value(fleet):
+    """Work that returns a failed result (a play with a failed task) is shown and counted as failed."""
+    hosts = load_inventory(fleet.inventory).select(None)[:2]
+    buf = io.StringIO()
+    outcomes = run_hosts(hosts, lambda h, c: c.run("test $(hostname) = nope").rc, options=opts(fleet),
+                         console=Console(file=buf), label="apply", failed=lambda rc: rc != 0)
+    assert [o.status for o in outcomes] == [FAILED, FAILED]
+    assert [o.value for o in outcomes] == [1, 1]
+    assert all(f"apply {h.name}: failed (" in buf.getvalue() for h in hosts)
+    assert exit_status(outcomes) is ExitStatus.HOSTS_FAILED

@@ -18,7 +18,7 @@ from ..engine.result import HostReport
 from ..engine.role import RoleError, load_play
 from ..engine.runner import Options
 from ..facts.cache import DEFAULT_FACTS_DIR
-from ..fanout import FAILED, UNREACHABLE, run_hosts
+from ..fanout import UNREACHABLE, run_hosts
 from ..output import err, error, out, print_json
 from ..status import ExitStatus
 from .probe import add_fleet_arguments, connect_options, select_hosts
@@ -86,12 +86,13 @@ def run(args: argparse.Namespace) -> ExitStatus:
         options=connect_options(args, inv),
         label="apply --check" if args.check else "apply",
         progress=not args.json,
+        failed=lambda report: report.failed,
     )
     reports = []
     for o in outcomes:
         if o.status == UNREACHABLE:
             reports.append(HostReport(o.host, unreachable=o.error))
-        elif o.status == FAILED:
+        elif o.value is None:
             reports.append(HostReport(o.host, error=o.error))
         else:
             reports.append(o.value)
