@@ -205,6 +205,7 @@ def load_inventory(path: str | Path) -> Inventory:
     problems = [d for h in hosts.values() for d in _host_checks(h, parse)]
     if problems:
         raise InventoryError(problems)
+    warnings += [d for h in hosts.values() for d in _missing_keys(h, parse)]
     return Inventory(
         path=path,
         hosts=hosts,
@@ -377,9 +378,6 @@ def _host_checks(host: Host, parse: _Parse) -> list[Diagnostic]:
     def var_path(var: str) -> JsonPath:  # the var itself when it is written inline, else the host
         return where + (var,) if where + (var,) in parse.located.keys else where
 
-    key = host.vars.get("ansible_ssh_private_key_file")
-    if key is not None and not Path(host.key_file).is_file():
-        problems.append(parse.located.diag(var_path("ansible_ssh_private_key_file"), f"host {host.name}: key file {key!r} does not exist (resolved to {host.key_file})", key=True))
     args = host.vars.get("ansible_ssh_common_args")
     if args:
         try:
@@ -395,6 +393,17 @@ def _host_checks(host: Host, parse: _Parse) -> list[Diagnostic]:
     if host.connection == "local" and host.proxy_jump:
         problems.append(parse.located.diag(var_path("ansible_connection"), f"host {host.name}: ansible_connection local cannot use a ProxyJump", key=True))
     return problems
+
+
+def _missing_keys(host: Host, parse: _Parse) -> list[Diagnostic]:
+    """A key file that is not there yet is a warning: it may be made before the run (a lab's key)."""
+    key = host.vars.get("ansible_ssh_private_key_file")
+    if key is None or Path(host.key_file).is_file():
+        return []
+    where = _host_path(parse, host.name)
+    path = where + ("ansible_ssh_private_key_file",)
+    return [parse.located.diag(path if path in parse.located.keys else where,
+                               f"host {host.name}: key file {key!r} does not exist (resolved to {host.key_file})", key=True)]
 
 
 def _host_path(parse: _Parse, name: str) -> JsonPath:
