@@ -17,8 +17,8 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -61,14 +61,15 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
         terminalreporter.write_line("lab timings: " + ", ".join(f"{k} {v}" for k, v in _timings.items()))
 
 
-def _timed_script(name: str, label: str, *args: str) -> None:
-    """Run a build script; it reuses its cache and then takes a second at most."""
+def _timed_script(name: str, label: str, *args: str) -> str:
+    """Run a build script (it reuses its cache, then takes a second at most); return its stdout."""
     start = time.monotonic()
-    r = subprocess.run([str(labmod.LAB_DIR / name), *args], capture_output=True, text=True)
+    r = subprocess.run([str(labmod.LAB_DIR / name), *args], capture_output=True, text=True, check=False)
     if r.returncode != 0:
         pytest.fail(f"{name} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     took = time.monotonic() - start
     _timings[label] = "cached" if "cached" in r.stderr else f"{took:.0f} s"
+    return r.stdout
 
 
 @pytest.fixture(scope="session")
@@ -121,19 +122,15 @@ def guests(lab: dict) -> Iterator[dict]:
 
 @pytest.fixture(scope="session")
 def llama_server_bin(lab: dict) -> Path:
-    _timed_script("build-llama-server", "llama-server build")
-    out = subprocess.run(["bash", "-c", f". {labmod.LAB_DIR}/lib.sh && echo $LAB_CACHE"],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    version = os.environ.get("LLAMA_CPP_PYTHON_VERSION", "0.3.36")
-    return Path(out) / f"llama-server-{version}" / "bin" / "llama-server"
+    path = Path(_timed_script("build-llama-server", "llama-server build").strip().splitlines()[-1])
+    assert path.is_file(), path
+    return path
 
 
 @pytest.fixture(scope="session")
 def lab_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    try:
-        from coffers_provision.modelgen import write_llama
-    except ImportError as e:
-        pytest.skip(f"coffers_provision.modelgen.write_llama is not there yet: {e}")
+    from coffers_provision.modelgen import write_llama
+
     path = tmp_path_factory.mktemp("lab-model") / "lab-llama.gguf"
     write_llama(path, seed=5)
     return path

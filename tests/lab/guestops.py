@@ -72,7 +72,7 @@ def _wait_healthy(conn, wait_s: float) -> int:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:
-            status, body = http(conn, "/health", timeout=30)
+            status, _ = http(conn, "/health", timeout=30)
         except CommandTimeout:  # a guest starved of CPU by a busy host: ask again
             continue
         if status == 200:

@@ -125,7 +125,7 @@ def kvm_works(image: Path) -> bool:
             "-no-reboot", "-serial", f"file:{log}", "-kernel", str(image / "vmlinuz"),
             "-initrd", str(image / "initrd.img"), "-append", "console=ttyS0 panic=-1 rdinit=/bin/false"]
     try:
-        subprocess.run(argv, timeout=20, capture_output=True)
+        subprocess.run(argv, timeout=20, capture_output=True, check=False)
         ok = "Kernel panic" in log.read_text(errors="replace") if log.exists() else False
     except subprocess.TimeoutExpired:  # run() kills qemu (its own child) on timeout
         ok = False
@@ -181,7 +181,7 @@ def up(names: list[str] | None = None) -> dict:
                         "-b", str(image / "rootfs.img"), str(overlay)], check=True)
         (run_dir() / f"{g.name}.console.log").unlink(missing_ok=True)
         started[g.name] = time.monotonic()
-        r = subprocess.run(qemu_argv(g, image, overlay, accel), capture_output=True, text=True)
+        r = subprocess.run(qemu_argv(g, image, overlay, accel), capture_output=True, text=True, check=False)
         if r.returncode != 0:  # e.g. the forwarded port is taken by a guest of another clone
             raise RuntimeError(f"{g.name}: QEMU did not start: {r.stderr.strip()}")
     boot: dict[str, float] = {}
@@ -193,7 +193,7 @@ def up(names: list[str] | None = None) -> dict:
                 raise RuntimeError(f"{g.name}: QEMU exited during boot; see {run_dir() / (g.name + '.console.log')}")
             # sshd answers before boot ends; wait for systemd too, so tests start on a quiet guest.
             r = subprocess.run(ssh_argv(g, "systemctl", "is-system-running", "--wait"),
-                               capture_output=True, text=True, timeout=BOOT_TIMEOUT_S)
+                               capture_output=True, text=True, timeout=BOOT_TIMEOUT_S, check=False)
             if r.returncode in (0, 1) and r.stdout.strip() in ("running", "degraded"):
                 boot[g.name] = round(time.monotonic() - started[g.name], 1)
                 print(f"lab: {g.name} up in {boot[g.name]} s ({r.stdout.strip()}, {accel}, port {g.port})",

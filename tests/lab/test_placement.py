@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from coffers_provision.model import read_layout
 
 from . import guestops
@@ -28,7 +27,7 @@ MIN_PLACED = 0.999
 
 
 def native_sources() -> list[Path]:
-    return sorted(FILES.glob("*.c")) + ([PLACE_CHECK] if PLACE_CHECK.exists() else [])
+    return [*sorted(FILES.glob("*.c")), PLACE_CHECK]
 
 
 def compile_native(conn) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -47,8 +46,6 @@ def compile_native(conn) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("name", [g.name for g in GUESTS])
 def test_native_tools_compile_on_the_guest(guests: dict, name: str) -> None:
-    if not native_sources():
-        pytest.skip("no C sources in roles/native_tools/files yet ([4])")
     built = compile_native(guests[name])
     r = guests[name].run(["ls", *built.values()])
     assert r.ok, r.stderr
@@ -63,7 +60,7 @@ def plan4(lab4_llama: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     topo.write_text(text)
     r = subprocess.run([sys.executable, "-m", "coffers_provision", "plan", "--topology", str(topo),
                         "--model", str(lab4_llama["model"]), "--strategy", "shard", "--json"],
-                       capture_output=True, text=True, cwd=REPO)
+                       capture_output=True, text=True, cwd=REPO, check=False)
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     assert len({t["node"] for t in plan["tensors"]}) == 4, "the plan should use all four nodes"
@@ -99,8 +96,6 @@ def numa_shard_place(conn, plan: dict, *args: str):  # type: ignore[no-untyped-d
 @pytest.fixture(scope="module")
 def placed_model(lab4_llama: dict, plan4: dict) -> dict:
     """The model's page cache, dropped and then placed by numa-shard-place per the plan."""
-    if not (FILES / "numa-shard-place.c").exists():
-        pytest.skip("numa-shard-place.c is not in roles/native_tools/files yet ([4])")
     conn = lab4_llama["conn"]
     compile_native(conn)
     guestops.stop_llama(conn)
@@ -115,8 +110,6 @@ def placed_model(lab4_llama: dict, plan4: dict) -> dict:
                          ids=["anonymous", "file", "model"])
 def test_header_places_whole_pages_on_the_planned_node(lab4_llama: dict, plan4: dict, mode: list[str]) -> None:
     """place_check first-touches every page on the wrong node, assigns, and checks each page."""
-    if not PLACE_CHECK.exists():
-        pytest.skip("tests/c/place_check.c is not written yet ([4])")
     conn = lab4_llama["conn"]
     built = compile_native(conn)
     r = conn.run(["env", f"GGML_NUMA_SHARD_MAP={plan4['shard_map']}", built["place_check"],

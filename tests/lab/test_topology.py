@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from coffers_provision.facts.numa import parse_numactl
 from coffers_provision.topology import Topology
 
@@ -48,7 +47,7 @@ def test_probe_sees_both_topologies(lab: dict, tmp_path: Path) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "coffers_provision", "probe", str(REPO / "inventories" / "lab.yml"), "--json",
          "--refresh", "--known-hosts", lab["known_hosts"], "--facts-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, cwd=REPO)
+        capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
     assert r.returncode == 0, r.stderr
     hosts = {h["host"]: h for h in json.loads(r.stdout)["hosts"]}
     assert set(hosts) == {g.name for g in GUESTS}
