@@ -26,7 +26,8 @@ from . import lab as labmod
 
 LAB_FIXTURES = {"lab", "guests", "llama_server_bin", "lab_model", "lab4_llama"}
 INVENTORY = labmod.REPO / "inventories" / "lab.yml"
-_timings: dict[str, float | str] = {}
+_timings: dict[str, str] = {}  # printed at the end of the run
+_lab_seconds = [0.0]
 
 
 def required() -> bool:
@@ -54,6 +55,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "lab" in report.keywords:  # setup, call and teardown of every lab test
+        _lab_seconds[0] += report.duration
+        _timings["lab tests (boot and builds included)"] = f"{_lab_seconds[0]:.0f} s"
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
@@ -91,11 +98,9 @@ def lab() -> Iterator[dict]:
             pytest.fail(f"tests/lab/up failed: {e}")
         boots = ", ".join(f"{k} {v} s" for k, v in state["boot_seconds"].items())
         _timings["boot"] = f"{time.monotonic() - start:.0f} s ({boots}; {state['accel']})" if boots else "reused running guests"
-        session_start = time.monotonic()
         try:
             yield state
         finally:
-            _timings["lab tests"] = f"{time.monotonic() - session_start:.0f} s"
             labmod.down([g.name for g in labmod.GUESTS if g.name not in running])
 
 
