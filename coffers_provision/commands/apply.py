@@ -7,7 +7,6 @@ file), --limit PATTERN or --limit @RETRY_FILE, --forks N, --json (machine output
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ..bench.planning import measured_results
@@ -19,7 +18,7 @@ from ..engine.role import RoleError, load_play
 from ..engine.runner import Options
 from ..facts.cache import DEFAULT_FACTS_DIR
 from ..fanout import UNREACHABLE, run_hosts
-from ..output import err, error, out, print_json
+from ..output import diagnostics, err, error, out, print_json
 from ..status import ExitStatus
 from .probe import add_fleet_arguments, connect_options, select_hosts
 
@@ -65,8 +64,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
     try:
         play = load_play(args.play or default_play_file())
     except RoleError as e:
-        for d in e.diagnostics:
-            print(d, file=sys.stderr)
+        diagnostics(e.diagnostics)
         return ExitStatus.ERROR
     selected = select_hosts(args)
     if isinstance(selected, ExitStatus):

@@ -10,7 +10,6 @@ RUN is a run id, a run directory, or `latest` (the default). docs/bench.md has t
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from ..engine.role import RoleError
 from ..facts.cache import DEFAULT_FACTS_DIR
 from ..fanout import HostOutcome, counts, exit_status, run_hosts
 from ..inventory import Host
-from ..output import err, error, out, print_json
+from ..output import diagnostics, err, error, out, print_json
 from ..status import ExitStatus
 from .probe import add_fleet_arguments, connect_options, select_hosts
 
@@ -117,8 +116,7 @@ def run_fleet(args: argparse.Namespace) -> ExitStatus:
     try:
         play = None if args.no_install else install_play()
     except RoleError as e:
-        for d in e.diagnostics:
-            print(d, file=sys.stderr)
+        diagnostics(e.diagnostics)
         return ExitStatus.ERROR
     overrides = {"size_mb": args.size_mb, "iterations": args.iterations, "threads": args.threads, "timeout_s": args.timeout_s}
     settings = {h.name: BenchSettings().merged(h.coffers.get("bench"), overrides) for h in hosts}

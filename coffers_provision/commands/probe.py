@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from ..connect.hostkeys import default_known_hosts
 from ..facts.cache import DEFAULT_FACTS_DIR, load_or_probe
 from ..fanout import DEFAULT_FORKS, HostOutcome, counts, exit_status, run_hosts
 from ..inventory import Host, Inventory, InventoryError, PatternError, load_inventory
-from ..output import error, out, print_json
+from ..output import diagnostics, error, out, print_json
 from ..status import ExitStatus
 
 
@@ -50,8 +49,7 @@ def select_hosts(args: argparse.Namespace) -> tuple[Inventory, list[Host]] | Exi
     try:
         inv = load_inventory(args.inventory)
     except InventoryError as e:
-        for d in e.diagnostics:
-            print(d, file=sys.stderr)
+        diagnostics(e.diagnostics)
         return ExitStatus.ERROR
     try:
         hosts = inv.select(args.limit)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..inventory import InventoryError, load_inventory
-from ..output import out
+from ..output import diagnostics, out
 from ..status import ExitStatus
 
 
@@ -20,8 +20,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
     try:
         inv = load_inventory(args.inventory)
     except InventoryError as e:
-        for d in e.diagnostics:
-            print(d, file=sys.stderr)
+        diagnostics(e.diagnostics)
         print(f"{len(e.diagnostics)} error(s)", file=sys.stderr)
         return ExitStatus.ERROR
     for w in inv.warnings:
