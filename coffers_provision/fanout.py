@@ -32,6 +32,7 @@ from rich.progress import (
 
 from .connect import ConnectError, ConnectionPool, ConnectOptions, Connector
 from .connect.base import Command, FileStat, Result
+from .errors import HostError
 from .inventory import Host
 from .output import err as err_console
 from .status import ExitStatus, fleet_status
@@ -42,7 +43,7 @@ OK, FAILED, UNREACHABLE = "ok", "failed", "unreachable"
 DEFAULT_FORKS = 20
 
 
-class HostFailed(Exception):
+class HostFailed(HostError):
     """Raised by per-host work to mark the host failed with a plain message."""
 
 

@@ -19,21 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .errors import CoffersError, DiagnosticsError
 from .schema import Diagnostic, JsonPath, Located, YamlError, check, load_yaml
 
 VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")
 MERGED_VARS = ("coffers",)
 
 
-class InventoryError(Exception):
+class InventoryError(DiagnosticsError):
     """One or more problems; each is a Diagnostic printed as FILE:LINE:COL: path: message."""
 
-    def __init__(self, diagnostics: Iterable[Diagnostic]):
-        self.diagnostics = sorted(diagnostics)
-        super().__init__("\n".join(map(str, self.diagnostics)))
 
-
-class PatternError(ValueError):
+class PatternError(CoffersError, ValueError):
     """A bad or unmatched host pattern."""
 
 

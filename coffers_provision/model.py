@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
+from .errors import CoffersError
 from .shardmap import layer_of
 
 GGUF_MAGIC = b"GGUF"
@@ -35,7 +36,7 @@ _EMBEDDING_STEMS = ("token_embd", "position_embd", "token_types", "per_layer_tok
 ReadAt = Callable[[int, int], bytes]
 
 
-class GGUFError(ValueError):
+class GGUFError(CoffersError, ValueError):
     """A file that is not a GGUF model we can read. `offset` is the byte where it went wrong."""
 
     def __init__(self, message: str, *, source: str, offset: int | None = None):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import shardmap
+from .errors import CoffersError
 from .model import ModelLayout
 from .topology import Node, Topology, format_cpulist, parse_cpulist
 
@@ -20,11 +21,11 @@ KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0"
 WEIGHT_SCALE = 20  # the fastest node's weighted-interleave weight; the kernel takes 1..255
 
 
-class PlanError(ValueError):
+class PlanError(CoffersError, ValueError):
     """No sound plan exists (the model does not fit, a strategy is not allowed, ...)."""
 
 
-class PolicyError(ValueError):
+class PolicyError(CoffersError, ValueError):
     """A bad policy variable; the message names it as `coffers.<name>`."""
 
 

@@ -18,6 +18,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from .errors import CoffersError
 from .resources import schema_path
 
 JsonPath = tuple[str | int, ...]
@@ -72,7 +73,7 @@ class Located:
         return Diagnostic(self.file, line, col, format_path(path), message)
 
 
-class YamlError(Exception):
+class YamlError(CoffersError):
     def __init__(self, diagnostic: Diagnostic):
         self.diagnostic = diagnostic
         super().__init__(str(diagnostic))

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from .errors import CoffersError
+
 MAX_NODE_ID = 1023
 TYPES = ("attn", "ffn", "norm", "embed")
 _LAYER = re.compile(r"^blk\.([0-9]+)\.")  # ASCII digits only, as in C
@@ -18,7 +20,7 @@ _BLANK = " \t"  # the spec allows spaces and tabs around rules, nothing else
 _EMBED_PREFIXES = ("token_embd", "position_embd", "token_types")
 
 
-class ShardMapError(ValueError):
+class ShardMapError(CoffersError, ValueError):
     """A bad rule. `position` is the 1-based character offset of the rule in the map."""
 
     def __init__(self, message: str, *, position: int, rule: str):

@@ -12,8 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from .errors import CoffersError
 
-class TopologyError(ValueError):
+
+class TopologyError(CoffersError, ValueError):
     """Text that is not a topology we understand. `line` is 1-based when known."""
 
     def __init__(self, message: str, *, source: str = "<text>", line: int | None = None):

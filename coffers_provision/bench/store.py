@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping
 
 from jsonschema import Draft202012Validator
 
+from ..errors import CoffersError
 from ..resources import schema_path
 
 DEFAULT_RESULTS_DIR = Path("results")
@@ -45,7 +46,7 @@ SUMMARY_COLUMNS = (
 )  # fmt: skip
 
 
-class StoreError(Exception):
+class StoreError(CoffersError):
     """A run or result that cannot be read; the message names the file (and field)."""
 
 

@@ -12,8 +12,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..errors import HostError, UnreachableError
 
-class ConnectError(Exception):
+
+class ConnectError(UnreachableError):
     """The host could not be reached or authenticated: it is unreachable."""
 
 
@@ -21,7 +23,7 @@ class HostKeyError(ConnectError):
     """The host's key is unknown or changed; the message names host and fingerprint."""
 
 
-class CommandTimeout(Exception):
+class CommandTimeout(HostError):
     """A command ran longer than its timeout; the host is reachable but the task failed."""
 
 

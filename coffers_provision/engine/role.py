@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from ..errors import DiagnosticsError
 from ..schema import Diagnostic, Located, YamlError, check, load_yaml
 from .templating import make_env
 
@@ -21,10 +22,8 @@ MODULES = ("file", "copy", "template", "command", "build", "systemd_unit", "sysc
 TASK_KEYWORDS = ("name", "when", "loop", "notify", "needs_files")
 
 
-class RoleError(Exception):
-    def __init__(self, diagnostics: list[Diagnostic]):
-        self.diagnostics = sorted(diagnostics)
-        super().__init__("\n".join(map(str, self.diagnostics)))
+class RoleError(DiagnosticsError):
+    """One or more problems; each is a Diagnostic printed as FILE:LINE:COL: path: message."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..connect.base import Connector, Result
+from ..errors import ProbeError
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,6 @@ def _parse(stat: list[str], read: list[str], capture: list[str], text: str) -> t
         rc, _, b64 = raw.partition(" ")
         caps[cmd] = Result(int(rc), base64.b64decode(b64).decode(errors="replace"), "")
     return stats, reads, caps
-
-
-class ProbeError(Exception):
-    """The host's answer to a state probe could not be understood."""
 
 
 class HostState:

@@ -18,10 +18,12 @@ import jinja2
 import jinja2.meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ..errors import CoffersError
+
 _WHOLE = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}).)*)\}\}$", re.S)
 
 
-class TemplateError(Exception):
+class TemplateError(CoffersError):
     """A template or expression that does not render; the message names where."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..errors import CoffersError
 from ..topology import parse_cpulist
 from .dump import dump_command, parse_dump
 
@@ -30,7 +31,7 @@ CACHE = (
 )
 
 
-class FactError(ValueError):
+class FactError(CoffersError, ValueError):
     """Text a fact parser cannot make sense of."""
 
 

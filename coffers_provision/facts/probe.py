@@ -21,6 +21,7 @@ from typing import Any, Callable
 import jsonschema
 
 from ..connect.base import Connector
+from ..errors import ProbeError
 from ..resources import schema_path
 from ..topology import Topology, TopologyError
 from . import cpu, system
@@ -104,10 +105,6 @@ def split_sections(stdout: str) -> dict[str, str]:
         elif name is not None:
             sections[name] += line
     return {k: v.strip("\n") + "\n" if v.strip() else "" for k, v in sections.items()}
-
-
-class ProbeError(Exception):
-    """The host answered, but with something the facts parsers cannot read."""
 
 
 def assemble(sections: dict[str, str], *, host: str, prefix: str, now: float | None = None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from importlib import import_module
 from typing import Any, Callable, Mapping
 
 from ...connect.base import Command, Connector, Result
+from ...errors import HostError
 from ..result import Status, Step, combine
 from ..role import Role
 from ..state import HostState, Needs, PathState
@@ -27,7 +28,7 @@ SYSTEMD_BOOTED = "test -d /run/systemd/system"  # sd_booted(3): systemd is the s
 NOT_BOOTED = "systemd is not PID 1 on this host"
 
 
-class TaskFailed(Exception):
+class TaskFailed(HostError):
     """The task cannot reach its desired state; the message says why."""
 
 
