@@ -30,9 +30,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from .connect import ConnectError, ConnectionPool, ConnectOptions, Connector
+from .connect import ConnectionPool, ConnectOptions, Connector
 from .connect.base import Command, FileStat, Result
-from .errors import HostError
+from .errors import CoffersError, HostError, UnreachableError
 from .inventory import Host
 from .output import err as err_console
 from .status import ExitStatus, fleet_status
@@ -108,11 +108,12 @@ def _one(host: Host, fn: Callable[[Host, Connector], T], pool: ConnectionPool, f
         value = fn(host, conn)
         status = FAILED if failed is not None and failed(value) else OK
         return HostOutcome(host.name, status, value, None, time.monotonic() - start)
-    except ConnectError as e:
+    except UnreachableError as e:
         return HostOutcome(host.name, UNREACHABLE, None, str(e), time.monotonic() - start)
-    except Exception as e:  # any other error is this host's failure, never the run's
-        msg = str(e) if isinstance(e, HostFailed) else f"{type(e).__name__}: {e}"
-        return HostOutcome(host.name, FAILED, None, msg, time.monotonic() - start)
+    except CoffersError as e:  # this host's failure, never the run's
+        return HostOutcome(host.name, FAILED, None, str(e), time.monotonic() - start)
+    except OSError as e:  # a transfer or file on this host failed
+        return HostOutcome(host.name, FAILED, None, f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}", time.monotonic() - start)
 
 
 class _Reporter:

@@ -48,63 +48,26 @@ class Policy:
 
     @classmethod
     def from_vars(cls, coffers: Mapping[str, Any] | None) -> Policy:
-        """The policy from a host's merged `coffers:` mapping; keys for other parts are ignored."""
+        """The policy from a host's merged `coffers:` mapping, already checked against its JSON
+        Schema (schemas/inventory.schema.json, $defs/coffers); keys for other parts are ignored."""
         v = dict(coffers or {})
-
-        def fail(key: str, msg: str) -> PolicyError:
-            return PolicyError(f"coffers.{key}: {msg} (got {v.get(key)!r})")
-
-        def integer(key: str, default: int, lo: int, hi: int | None = None) -> int:
-            val = v.get(key, default)
-            if isinstance(val, bool) or not isinstance(val, int) or val < lo or (hi is not None and val > hi):
-                raise fail(key, f"expected an integer in {lo}..{hi if hi is not None else '∞'}")
-            return val
-
-        strategy = v.get("strategy", cls.strategy)
-        if strategy not in STRATEGIES:
-            raise fail("strategy", f"expected one of {', '.join(STRATEGIES)}")
-        nodes = v.get("nodes")
-        if nodes is not None:
-            if not isinstance(nodes, list) or not nodes or any(isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 1023 for n in nodes):
-                raise fail("nodes", "expected a non-empty list of node ids 0..1023")
-            if len(set(nodes)) != len(nodes):
-                raise fail("nodes", "a node id is listed twice")
-            nodes = tuple(nodes)
-        reserve = v.get("reserve_cpus", "")
-        try:
-            reserve_cpus = tuple(parse_cpulist(str(reserve))) if isinstance(reserve, (str, int)) and not isinstance(reserve, bool) else None
-        except ValueError as e:
-            raise fail("reserve_cpus", str(e)) from None
-        if reserve_cpus is None:
-            raise fail("reserve_cpus", 'expected a CPU list string such as "0-1"')
-        headroom = v.get("headroom_percent", cls.headroom_percent)
-        if isinstance(headroom, bool) or not isinstance(headroom, (int, float)) or not 0 <= headroom <= 90:
-            raise fail("headroom_percent", "expected a number in 0..90")
-        kv = v.get("kv_cache_type", cls.kv_cache_type)
-        if kv not in KV_CACHE_TYPES:
-            raise fail("kv_cache_type", f"expected one of {', '.join(KV_CACHE_TYPES)}")
         service = v.get("service") or {}
-        if not isinstance(service, Mapping):
-            raise fail("service", "expected a mapping")
-        port = service.get("port", cls.service_port)
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise PolicyError(f"coffers.service.port: expected a port 1..65535 (got {port!r})")
-        host = service.get("host", cls.service_host)
-        if not isinstance(host, str) or not host:
-            raise PolicyError(f"coffers.service.host: expected a host name or address (got {host!r})")
-        name = service.get("name", cls.service_name)
+        try:
+            reserve_cpus = tuple(parse_cpulist(str(v.get("reserve_cpus", ""))))
+        except ValueError as e:
+            raise PolicyError(f"coffers.reserve_cpus: {e} (got {v.get('reserve_cpus')!r})") from None
         return cls(
-            strategy=strategy,
-            nodes=nodes,
+            strategy=v.get("strategy", cls.strategy),
+            nodes=tuple(v["nodes"]) if v.get("nodes") is not None else None,
             reserve_cpus=reserve_cpus,
-            reserve_memory_mb=integer("reserve_memory_mb", 0, 0),
-            headroom_percent=float(headroom),
-            context_length=integer("context_length", cls.context_length, 1),
-            parallel=integer("parallel", cls.parallel, 1, 1024),
-            kv_cache_type=kv,
-            service_host=host,
-            service_port=port,
-            service_name=str(name),
+            reserve_memory_mb=v.get("reserve_memory_mb", 0),
+            headroom_percent=float(v.get("headroom_percent", cls.headroom_percent)),
+            context_length=v.get("context_length", cls.context_length),
+            parallel=v.get("parallel", cls.parallel),
+            kv_cache_type=v.get("kv_cache_type", cls.kv_cache_type),
+            service_host=service.get("host", cls.service_host),
+            service_port=service.get("port", cls.service_port),
+            service_name=str(service.get("name", cls.service_name)),
         )
 
 
@@ -166,19 +129,6 @@ class Instance:
     def cpu_affinity(self) -> str | None:
         return format_cpulist(self.cpus) if self.cpus else None
 
-    @property
-    def args(self) -> list[str]:
-        """The llama-server arguments this plan decides (the model path is the service's)."""
-        out = ["--host", self.host, "--port", str(self.port)]
-        if self.threads:
-            out += ["-t", str(self.threads), "-tb", str(self.threads_batch)]
-        if self.numa:
-            out += ["--numa", self.numa]
-        out += ["-c", str(self.context_length * self.parallel), "-np", str(self.parallel)]
-        if self.kv_cache_type != "f16":
-            out += ["-ctk", self.kv_cache_type, "-ctv", self.kv_cache_type]
-        return out
-
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -194,7 +144,6 @@ class Instance:
             "numa_mask": list(self.numa_mask),
             "shard_map": self.shard_map,
             "kv_bytes": self.kv_bytes,
-            "args": self.args,
         }
 
 
@@ -679,14 +628,12 @@ def _split(total: int, shares: Mapping[int, float]) -> dict[int, int]:
     return out
 
 
-def _interleave(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: Any, *, weighted: bool, caps: bool, bench: Bench | None) -> dict[str, Any]:
+def _interleave(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: Any, *, weighted: bool, bench: Bench | None) -> dict[str, Any]:
     nodes = sorted(h.speed)
     if h.last_resort:
         h.reasons.append(f"interleave leaves out CPU-less node(s) {h.last_resort}: no bandwidth measurements")
     weights: dict[int, int] | None = None
     if weighted:
-        if not caps:
-            raise PlanError("weighted-interleave: the kernel does not offer it (Linux 6.9+, /sys/kernel/mm/mempolicy/weighted_interleave)")
         bw = dict(bench.node_bandwidth) if bench else {}
         missing = [n for n in nodes if n not in bw]
         if missing:
@@ -718,10 +665,10 @@ def plan(
     policy: Policy | None = None,
     *,
     siblings: Mapping[int, Sequence[int]] | None = None,
-    weighted_interleave: bool = False,
 ) -> Plan:
-    """Plan one host. `siblings`: cpu -> its SMT sibling group (sysfs thread_siblings_list);
-    `weighted_interleave`: the kernel offers MPOL_WEIGHTED_INTERLEAVE."""
+    """Plan one host. `siblings`: cpu -> its SMT sibling group (sysfs thread_siblings_list).
+    Whether the kernel has weighted interleave matters only to how it is deployed
+    (deployment.describe), not to the plan."""
     policy = policy or Policy()
     h = _host(topology, policy, bench)
     if topology.numa_available and any(n.cpus is None for n in topology.nodes):
@@ -736,8 +683,7 @@ def plan(
             return _shard(h, layout, policy, kv_total, siblings)
         if strategy == "replicate":
             return _replicate(h, layout, policy, kv_total, siblings)
-        return _interleave(h, layout, policy, kv_total, siblings, weighted=strategy == "weighted-interleave",
-                           caps=weighted_interleave, bench=bench)
+        return _interleave(h, layout, policy, kv_total, siblings, weighted=strategy == "weighted-interleave", bench=bench)
 
     strategy = policy.strategy
     if strategy == "auto":
@@ -815,12 +761,10 @@ def siblings_from_facts(value: Any) -> dict[int, tuple[int, ...]] | None:
 
 
 def plan_for_host(facts: Mapping[str, Any], layout: ModelLayout, bench: Bench | None, policy: Policy) -> Plan:
-    """Plan from a host's cached facts: `numa` (the topology JSON), optional `cpu.thread_siblings`
-    and `system.weighted_interleave`."""
+    """Plan from a host's cached facts: `numa` (the topology JSON), optional `cpu.thread_siblings`."""
     topo_json = facts.get("numa") or facts.get("topology")
     if topo_json is None:
         raise PlanError("facts have no NUMA topology")
     topo = Topology.from_json(topo_json)
     siblings = siblings_from_facts((facts.get("cpu") or {}).get("thread_siblings"))
-    weighted = bool((facts.get("system") or {}).get("weighted_interleave", False))
-    return plan(topo, layout, bench, policy, siblings=siblings, weighted_interleave=weighted)
+    return plan(topo, layout, bench, policy, siblings=siblings)

@@ -162,6 +162,18 @@ def check(name: str, located: Located, *, at: JsonPath = (), ref: str | None = N
     return sorted(d for group in found for d in group)
 
 
+def problems(name: str, data: Any, *, ref: str | None = None, prefix: str = "") -> list[str]:
+    """Schema errors of plain data (no positions), as `prefix.path: message` lines."""
+    errors = sorted(validator(name, ref).iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    out = []
+    for err in errors:
+        if err.context:
+            err = best_match(err.context)
+        where = ".".join([prefix, *map(str, err.absolute_path)]) if prefix else format_path(tuple(err.absolute_path))
+        out.append(f"{where}: {_message(err)}")
+    return out
+
+
 def _diagnose(err: ValidationError, located: Located, at: JsonPath) -> Iterator[Diagnostic]:
     if err.context:  # anyOf/oneOf: report the branch that got furthest
         err = best_match(err.context)

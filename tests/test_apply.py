@@ -108,7 +108,7 @@ def test_apply_json_counts_and_idempotence(tmp_path):
     assert rc == 0 and check["check"] is True
     assert snapshot(tmp_path / "root") == before
     would = {t["task"] for t in check["hosts"]["localhost"]["tasks"] if t["status"] == "changed"}
-    assert would == {"record the plan this host runs", "coffers-llama.service"}
+    assert would == {"record the deployment this host runs", "coffers-llama.service"}
     restart = next(t for t in check["hosts"]["localhost"]["tasks"] if t["task"] == "restart llama-server")
     assert restart["handler"] and restart["status"] == "skipped" and "systemd is not PID 1" in restart["message"]
     diff = next(t["diff"] for t in check["hosts"]["localhost"]["tasks"] if t["task"] == "coffers-llama.service")

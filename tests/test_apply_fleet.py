@@ -80,7 +80,7 @@ def test_apply_then_reapply_changes_nothing(fleet, tmp_path):
         assert os.access(h.upper("/usr/local/bin/numa-shard-place"), os.X_OK)
         assert h.upper("/usr/local/include/ggml-numa-shard.h").exists()
         unit = h.upper("/etc/systemd/system/coffers-llama.service").read_text()
-        plan = json.loads(h.upper("/var/lib/coffers/plan.json").read_text())
+        plan = json.loads(h.upper("/var/lib/coffers/deployment.json").read_text())
         if plan["shard_map"]:
             assert f'Environment="GGML_NUMA_SHARD_MAP={plan["shard_map"]}"' in unit
         assert '"--port" "18080"' in unit
@@ -105,7 +105,7 @@ def test_check_changes_no_byte_and_diff_shows_the_edit(fleet, tmp_path):
     assert rc == 0 and check["check"]
     assert trees(fleet.hosts) == before
     for h in fleet.hosts:
-        assert changed(check, h.name) == {"record the plan this host runs", "coffers-llama.service"}, h.name
+        assert changed(check, h.name) == {"record the deployment this host runs", "coffers-llama.service"}, h.name
         diff = next(t["diff"] for t in check["hosts"][h.name]["tasks"] if t["task"] == "coffers-llama.service")
         minus = [line for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
         plus = [line for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]

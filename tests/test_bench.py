@@ -312,7 +312,7 @@ def _plan_inventory(tmp_path: Path, strategy: str) -> Path:
     modelgen.write_llama(model, n_layers=16, dim=256, n_head=4, n_head_kv=4, ffn=512)
     inv = tmp_path / "inv.yml"
     inv.write_text("all:\n  hosts:\n    two:\n      ansible_connection: local\n      coffers:\n"
-                   f"        model_local: m.gguf\n        strategy: {strategy}\n")  # fmt: skip
+                   f"        model: /models/m.gguf\n        model_local: m.gguf\n        strategy: {strategy}\n")  # fmt: skip
     topo = parse_numactl((Path(__file__).parent / "fixtures" / "numactl" / "aws-c5n-18xlarge-xeon-2s-2node.txt").read_text())
     (tmp_path / "facts").mkdir()
     (tmp_path / "facts" / "two.json").write_text(json.dumps({"topology": topo.to_json(), "probed_at_epoch": time.time()}))
@@ -388,7 +388,7 @@ def test_apply_plans_from_the_bench_results(tmp_path):
         run = store_run(tmp_path / name, {"localhost": crafted("localhost", {0: 40.0}, strategies=figures)})
         rc, doc = apply(tmp_path, inv, "--check", "--diff", "--bench-results", str(run))
         assert rc == 0, doc
-        record = next(t for t in doc["hosts"]["localhost"]["tasks"] if t["task"] == "record the plan this host runs")
+        record = next(t for t in doc["hosts"]["localhost"]["tasks"] if t["task"] == "record the deployment this host runs")
         best[name] = record["diff"]
     assert '"strategy": "replicate"' in best["replicate"] and '"strategy": "interleave"' in best["interleave"]
     # a wrong DIR stops apply before any host is touched

@@ -282,7 +282,7 @@ def test_notify_must_name_a_handler(tmp_path):
 
 
 def test_shipped_roles_load():
-    from coffers_provision.engine.apply import default_play_file
+    from coffers_provision.deployment.apply import default_play_file
 
     play = load_play(default_play_file())
     assert [pr.role.name for pr in play.roles] == ["numa_facts", "native_tools", "llama_build", "tuning", "inference_service"]
@@ -290,11 +290,12 @@ def test_shipped_roles_load():
     load_play(default_play_file().parent / "bench.yml")
 
 
-def test_diff_never_shows_the_service_environment(demo):
-    """Values under coffers.service.environment may be tokens: --diff masks them wherever they appear."""
+def test_diff_never_shows_no_log_values(demo):
+    """The play's `no_log_values` (apply passes the service environment) may be tokens:
+    --diff masks them wherever they appear."""
     token = "s3cr3t-t0ken-value"
     demo()
-    report = demo(diff=True, greeting=token, coffers={"service": {"environment": {"API_KEY": token}}})
+    report = demo(diff=True, greeting=token, no_log_values=[token])
     config = next(r for r in report.results if r.task == "config")
     assert "+greeting = ********\n" in config.diff
     assert all(token not in (r.diff or "") for r in report.results)

@@ -89,7 +89,7 @@ def test_policy_flags_bench_and_siblings(l70, tmp_path, capsys):
     "argv, message",
     [
         (["--reserve-cpus", "5-2"], "coffers.reserve_cpus"),
-        (["--strategy", "weighted-interleave"], "weighted-interleave: the kernel does not offer it"),
+        (["--strategy", "weighted-interleave"], "weighted-interleave needs measured bandwidth for node(s) [0, 1]"),
         (["--nodes", "0,9"], "node(s) [9] are not on this host"),
         (["--kv-cache-type", "q3_k"], "coffers.kv_cache_type"),
     ],
@@ -147,9 +147,9 @@ def test_inventory_mode_from_cached_facts(tiny, l70, tmp_path, capsys):
     inv.write_text(
         "all:\n  hosts:\n"
         f"    here:\n      ansible_connection: local\n      coffers:\n        model: {tiny}\n        context_length: 1024\n"
-        "    twosocket:\n      ansible_connection: local\n      coffers:\n        model_local: models/big.gguf\n"
+        "    twosocket:\n      ansible_connection: local\n      coffers:\n        model: /m/big.gguf\n        model_local: models/big.gguf\n"
         "        strategy: replicate\n        service: {port: 9300}\n"
-        "    nofacts:\n      ansible_connection: local\n      coffers:\n        model_local: models/big.gguf\n"
+        "    nofacts:\n      ansible_connection: local\n      coffers:\n        model: /m/big.gguf\n        model_local: models/big.gguf\n"
     )
     facts_dir = tmp_path / "facts"
     assert main(["probe", str(inv), "--limit", "here", "--facts-dir", str(facts_dir)]) == 0

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from coffers_provision.connect.local import LocalConnector
-from coffers_provision.engine.apply import extra_vars
+from coffers_provision.deployment.apply import play_extra
+from coffers_provision.deployment.describe import describe
+from coffers_provision.deployment.inputs import ModelSource
 from coffers_provision.engine.result import Status
 from coffers_provision.engine.role import load_play
 from coffers_provision.engine.runner import Options, play_vars, run_play
@@ -59,8 +61,9 @@ def site(tmp_path):
         host = Host("h1", {"coffers": coffers}, ("all",))
         topo = parse_numactl((FIXTURES / fixture).read_text())
         p = plan(topo, layout, policy=Policy.from_vars(coffers | {"context_length": 512}))
+        src = ModelSource(str(model), None)
         variables = play_vars(play, {"unit_dir": str(units), "state_dir": str(tmp_path / "state"), "coffers": coffers},
-                              extra_vars(host, {}, p, None))
+                              play_extra(host, {}, describe("h1", p, src, coffers), src))
         return p, run_play("h1", LocalConnector(), play, variables, Options(check=check))
 
     run.units, run.prefix, run.model = units, prefix, model
@@ -87,8 +90,8 @@ def test_shard_unit_carries_the_plan(site, layout):
     inst = p.instances[0]
     assert p.shard_map and f'Environment="GGML_NUMA_SHARD_MAP={p.shard_map}"\n' in unit
     assert f'ExecStartPre="{site.prefix}/bin/numa-shard-place" "{site.model}"\n' in unit
-    assert f'-m "{site.model}" "--host" "127.0.0.1" "--port" "18080" "-t" "{inst.threads}" "-tb" "{inst.threads_batch}"' in unit
-    assert f'"--numa" "{inst.numa}"' in unit and " --mlock" in unit
+    assert f'"-m" "{site.model}" "--host" "127.0.0.1" "--port" "18080" "-t" "{inst.threads}" "-tb" "{inst.threads_batch}"' in unit
+    assert f'"--numa" "{inst.numa}"' in unit and ' "--mlock"' in unit
     assert f"CPUAffinity={inst.cpu_affinity}\n" in unit
     assert "LimitMEMLOCK=infinity\n" in unit and "Restart=on-failure\n" in unit
     assert f"NUMAPolicy={inst.numa_policy}\n" in unit
@@ -96,11 +99,13 @@ def test_shard_unit_carries_the_plan(site, layout):
     assert not (site.units / "coffers-llama@.service").exists()
 
 
-def test_interleave_unit_uses_the_kernel_policy(site, layout):
+def test_interleave_unit_replaces_the_page_cache_and_uses_the_kernel_policy(site, layout):
     p, report = site(FOUR_NODES, layout, strategy="interleave")
     assert not failures(report)
     unit = (site.units / "coffers-llama.service").read_text()
-    assert "GGML_NUMA_SHARD_MAP" not in unit and "numa-shard-place" not in unit
+    nodes = p.instances[0].numa_mask
+    assert "GGML_NUMA_SHARD_MAP" not in unit
+    assert f'ExecStartPre="{site.prefix}/bin/numa-shard-place" "--interleave" "{nodes[0]}-{nodes[-1]}" "{site.model}"\n' in unit
     assert "NUMAPolicy=interleave\n" in unit
     assert f"NUMAMask={','.join(map(str, p.instances[0].numa_mask))}\n" in unit
     assert "LimitMEMLOCK" not in unit

@@ -10,15 +10,15 @@ import argparse
 from pathlib import Path
 
 from ..bench.planning import measured_results
-from ..bench.store import StoreError
-from ..engine.apply import ApplySettings, apply_host, default_play_file
+from ..deployment.apply import ApplySettings, apply_host, default_play_file
+from ..deployment.host import Sources
 from ..engine.recap import exit_status, print_tasks, read_retry, recap_table, to_json, write_retry
 from ..engine.result import HostReport
-from ..engine.role import RoleError, load_play
+from ..engine.role import load_play
 from ..engine.runner import Options
 from ..facts.cache import DEFAULT_FACTS_DIR
 from ..fanout import UNREACHABLE, run_hosts
-from ..output import diagnostics, err, error, out, print_json
+from ..output import err, error, out, print_json
 from ..status import ExitStatus
 from .probe import add_fleet_arguments, connect_options, select_hosts
 
@@ -61,22 +61,14 @@ def _limit_from_file(args: argparse.Namespace) -> ExitStatus | None:
 def run(args: argparse.Namespace) -> ExitStatus:
     if (status := _limit_from_file(args)) is not None:
         return status
-    try:
-        play = load_play(args.play or default_play_file())
-    except RoleError as e:
-        diagnostics(e.diagnostics)
-        return ExitStatus.ERROR
+    play = load_play(args.play or default_play_file())
     selected = select_hosts(args)
     if isinstance(selected, ExitStatus):
         return selected
     inv, hosts = selected
-    try:
-        bench_results = measured_results(args.bench_results)
-    except StoreError as e:
-        error(str(e))
-        return ExitStatus.ERROR
+    sources = Sources(bench_results=measured_results(args.bench_results))
     settings = ApplySettings(Options(check=args.check, diff=args.diff), facts_dir=args.facts_dir, refresh_facts=args.refresh_facts,
-                             bench_results=bench_results)  # fmt: skip
+                             sources=sources)  # fmt: skip
     outcomes = run_hosts(
         hosts,
         lambda host, conn: apply_host(host, conn, play, settings),

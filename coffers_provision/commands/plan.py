@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from dataclasses import replace
 from functools import cache
@@ -14,15 +15,18 @@ from jsonschema import Draft202012Validator
 from rich import box
 from rich.table import Table
 
+from ..deployment.describe import Deployment
+from ..errors import CoffersError
 from ..facts.numa import parse_numactl
-from ..model import GGUFError, read_layout
+from ..model import read_layout
 from ..output import error, out, print_json
-from ..planner import STRATEGIES, Bench, Plan, PlanError, Policy, PolicyError, plan, plan_for_host, siblings_from_facts
+from ..planner import STRATEGIES, Bench, Plan, PlanError, PolicyError, Policy, plan, siblings_from_facts
 from ..resources import schema_path
 from ..status import ExitStatus
-from ..topology import TopologyError, parse_cpulist
+from ..topology import parse_cpulist
 from ..shardmap import tensor_type
-from .model import add_connect_arguments, connect_kwargs, human_bytes, short_bytes
+from .model import human_bytes, short_bytes
+from .probe import add_connection_arguments, connect_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the plan as JSON (schemas/plan.schema.json)")
     p.add_argument("--limit", metavar="PATTERN", help="only hosts matching this pattern (inventory mode)")
     p.add_argument("--facts-dir", type=Path, default=Path("facts"), metavar="DIR", help="facts cache (inventory mode; default ./facts)")
-    add_connect_arguments(p)
+    p.add_argument("--offline", action="store_true",
+                   help="inventory mode: connect to no host (no difference from what is deployed; models must be local)")
+    add_connection_arguments(p)
     g = p.add_argument_group("policy (the inventory's coffers: variables)")
     g.add_argument("--nodes", help="restrict to these node ids, e.g. 0,1")
     g.add_argument("--reserve-cpus", help='CPUs kept for other work, e.g. "0-1"')
@@ -110,100 +116,126 @@ def run(args: argparse.Namespace) -> ExitStatus:
     if args.bench_results is not None:
         error("--bench-results needs INVENTORY (host names); offline, give one host's result: --bench DIR/HOST.json")
         return ExitStatus.USAGE
+    from ..deployment.describe import describe
+    from ..deployment.inputs import ModelSource, checked_coffers
+
     try:
-        policy = Policy.from_vars(policy_vars(args))
+        coffers = checked_coffers(policy_vars(args))
+        policy = Policy.from_vars(coffers)
         bench = read_bench(args.bench) if args.bench else None
         siblings = read_siblings(args.siblings) if args.siblings else None
         text = Path(args.topology).read_text()
         topo = parse_numactl(text, source=args.topology)
         layout = read_layout(args.model)
-        result = plan(topo, layout, bench, policy, siblings=siblings, weighted_interleave=args.weighted_interleave)
+        result = plan(topo, layout, bench, policy, siblings=siblings)
+        dep = describe("offline", result, ModelSource(str(args.model), Path(args.model)), coffers,
+                       kernel_weighted_interleave=args.weighted_interleave)
     except OSError as e:
         error(f"{e.filename}: {e.strerror}")
         return ExitStatus.ERROR
     except UnicodeDecodeError:
         error(f"{args.topology}: not text: not numactl --hardware output")
         return ExitStatus.ERROR
-    except (TopologyError, GGUFError, PolicyError, PlanError) as e:
-        error(str(e))
-        return ExitStatus.ERROR
     if args.json:
-        doc = result.to_json()
-        validate_plan_json(doc)
-        print_json(doc)
+        print_json(plan_json(dep))
     else:
-        show(result)
+        show(dep)
     return ExitStatus.SUCCESS
 
 
-def run_inventory(args: argparse.Namespace) -> ExitStatus:
-    """Every selected host's plan from its cached facts and its `coffers:` vars.
+def plan_json(dep: Deployment, deployed: dict[str, Any] | None = None, *, with_deployed: bool = False) -> dict[str, Any]:
+    """One host's `plan --json` document: the plan, its deployment, and (inventory mode)
+    what the host recorded at its last apply."""
+    doc = dep.plan.to_json()
+    doc["warnings"] = list(dep.plan.warnings)
+    doc["deployment"] = dep.to_json()
+    if with_deployed:
+        doc["deployed"] = deployed
+    validate_plan_json(doc)
+    return doc
 
-    The model's header is read from `coffers.model_local` (a local copy, relative to the
-    inventory) or from `coffers.model` on the host itself, once per distinct file.
-    """
-    from ..bench.planning import load_bench_for_host, measured_results, with_note
-    from ..bench.store import StoreError
-    from ..facts.cache import cache_file, max_age_of
-    from ..inventory import InventoryError, PatternError, load_inventory
-    from .model import load as load_model
 
+def recorded(host: Any, conn: Any) -> dict[str, Any] | None:
+    """The description the host recorded at its last apply (None: never applied)."""
+    from ..deployment.apply import RECORD
+
+    path = f"{str(host.vars.get('state_dir', '/var/lib/coffers')).rstrip('/')}/{RECORD}"
     try:
-        inv = load_inventory(args.inventory)
-        hosts = inv.select(args.limit)
-        overrides = policy_vars(args)
-        bench = read_bench(args.bench) if args.bench else None
-        measured_dir = None if bench else measured_results(args.bench_results)
-    except InventoryError as e:
-        for d in e.diagnostics:
-            error(str(d))
-        return ExitStatus.ERROR
-    except (PatternError, PolicyError, StoreError) as e:
-        error(str(e))
-        return ExitStatus.ERROR
-    layouts: dict[str, Any] = {}
-    docs: dict[str, Any] = {}
-    failed = 0
-    for host in hosts:
+        doc = json.loads(conn.read(path))
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {"unreadable": path}
+    return doc if isinstance(doc, dict) else {"unreadable": path}
+
+
+def drift(now: dict[str, Any], then: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What differs between the description computed now and the one the host recorded."""
+    if then is None:
+        return None
+    from ..deployment.diff import changes
+
+    return {"fingerprint": then.get("fingerprint"), "diff": changes(then, now)}
+
+
+def run_inventory(args: argparse.Namespace) -> ExitStatus:
+    """Every selected host's deployment from its cached facts and its `coffers:` vars, with
+    the difference from what the host recorded at its last apply (one read per host;
+    --offline: no connection, no difference)."""
+    from ..bench.planning import measured_results
+    from ..deployment.host import Sources, deployment_for
+    from ..facts.cache import cache_file, max_age_of
+    from ..fanout import UNREACHABLE, run_hosts
+    from ..inventory import load_inventory
+
+    inv = load_inventory(args.inventory)
+    hosts = inv.select(args.limit)
+    bench = read_bench(args.bench) if args.bench else None
+    sources = Sources(bench_results=None if bench else measured_results(args.bench_results), bench=bench, overrides=policy_vars(args))
+
+    def one(host: Any, conn: Any) -> dict[str, Any]:
+        path = cache_file(args.facts_dir, host.name)
         try:
-            path = cache_file(args.facts_dir, host.name)
+            facts = json.loads(path.read_text())
+        except OSError:
+            raise PlanError(f"no cached facts in {path}: run `coffers-provision probe {args.inventory}` first") from None
+        except ValueError as e:
+            raise PlanError(f"{path}: not JSON: {e}") from None
+        dep, _ = deployment_for(host, facts, conn, sources)
+        if time.time() - facts.get("probed_at_epoch", 0) > max_age_of(host):
+            dep = replace(dep, plan=replace(dep.plan, warnings=dep.plan.warnings + (f"facts in {path} are older than facts_max_age_s: run probe",)))
+        then = recorded(host, conn) if conn is not None else None
+        doc = plan_json(dep, drift(dep.to_json(), then), with_deployed=conn is not None)
+        return {"dep": dep, "doc": doc}
+
+    docs: dict[str, Any] = {}
+    failed = unreachable = 0
+    if args.offline:
+        outcomes = []
+        for host in hosts:
             try:
-                facts = json.loads(path.read_text())
-            except OSError:
-                raise PlanError(f"no cached facts in {path}: run `coffers-provision probe {args.inventory}` first") from None
-            except ValueError as e:
-                raise PlanError(f"{path}: not JSON: {e}") from None
-            coffers = host.coffers
-            policy = Policy.from_vars({**coffers, **overrides, "service": {**(coffers.get("service") or {}), **overrides.get("service", {})}})
-            if coffers.get("model_local"):
-                target = str(Path(args.inventory).parent / coffers["model_local"])
-                where = None
-            elif coffers.get("model"):
-                target, where = f"{host.name}:{coffers['model']}", args.inventory
-            else:
-                raise PlanError("coffers.model: no model set for this host")
-            if target not in layouts:
-                layouts[target] = load_model(target, where, connect_kwargs(args))
-            measured = load_bench_for_host(measured_dir, host.name)
-            result = with_note(plan_for_host(facts, layouts[target], measured.bench if measured else bench, policy), measured)
-            if time.time() - facts.get("probed_at_epoch", 0) > max_age_of(host):
-                result = replace(result, warnings=result.warnings + (f"facts in {path} are older than facts_max_age_s: run probe",))
-        except (GGUFError, PolicyError, PlanError, TopologyError, StoreError, KeyError, TypeError) as e:
-            failed += 1
-            docs[host.name] = {"error": str(e)}
+                outcomes.append((host.name, "ok", one(host, None), None))
+            except CoffersError as e:
+                outcomes.append((host.name, "failed", None, str(e)))
+    else:
+        ran = run_hosts(hosts, one, forks=args.forks, options=connect_options(args, inv), label="plan", progress=False)
+        outcomes = [(o.host, "unreachable" if o.status == UNREACHABLE else ("ok" if o.value is not None else "failed"), o.value, o.error)
+                    for o in ran]
+    for name, status, value, why in outcomes:
+        if status != "ok":
+            failed += status == "failed"
+            unreachable += status == "unreachable"
+            docs[name] = {"error": why} if status == "failed" else {"unreachable": why}
             if not args.json:
-                error(f"{host.name}: {e}")
+                error(f"{name}: {'unreachable: ' if status == 'unreachable' else ''}{why}")
             continue
-        docs[host.name] = result.to_json()
+        docs[name] = value["doc"]
         if not args.json:
-            out.rule(host.name)
-            show(result)
+            out.rule(name)
+            show(value["dep"], value["doc"].get("deployed"), connected=not args.offline)
     if args.json:
-        for doc in docs.values():
-            if "error" not in doc:
-                validate_plan_json(doc)
         print_json({"hosts": docs})
-    return ExitStatus.ERROR if failed else ExitStatus.SUCCESS
+    return ExitStatus.HOSTS_UNREACHABLE if unreachable else ExitStatus.ERROR if failed else ExitStatus.SUCCESS
 
 
 def layer_runs(p: Plan) -> list[tuple[int, int, int, int]]:
@@ -219,7 +251,8 @@ def layer_runs(p: Plan) -> list[tuple[int, int, int, int]]:
     return [tuple(r) for r in runs]  # type: ignore[misc]
 
 
-def show(p: Plan) -> None:
+def show(dep: Deployment, deployed: dict[str, Any] | None = None, *, connected: bool = False) -> None:
+    p = dep.plan
     lay = p.layout
     asked = f" (asked: {p.requested_strategy})" if p.requested_strategy != p.strategy else ""
     out.print(f"[bold]strategy:[/] {p.strategy}{asked}   model: {lay.source} ({lay.architecture}, "
@@ -260,8 +293,22 @@ def show(p: Plan) -> None:
             f"{i.numa_policy} {','.join(map(str, i.numa_mask))}" if i.numa_policy else "", ",".join(map(str, i.memory_nodes)),
         )
     out.print(it)
-    for i in p.instances:
-        out.print(f"{i.name}: llama-server {' '.join(i.args)}" + (f"  (map {i.shard_map})" if p.strategy == "replicate" else ""))
+    for svc in dep.services:
+        out.print(f"[bold]{svc.unit}[/] on {svc.host}:{svc.port}", markup=True)
+        for k, v in svc.environment:
+            out.print(f"  env {k}={'********' if v in dep.secrets else v}", markup=False)
+        for argv in svc.pre:
+            out.print(f"  pre {shlex.join(argv)}", markup=False)
+        out.print(f"  run {shlex.join(svc.argv)}", markup=False)
+    if connected:
+        if deployed is None:
+            out.print("deployed: nothing recorded on the host (never applied)")
+        elif not deployed["diff"]:
+            out.print(f"deployed: {deployed['fingerprint']}, the same as this plan")
+        else:
+            out.print(f"deployed: {deployed['fingerprint']}; `apply` would change:")
+            for line in deployed["diff"]:
+                out.print(f"  {line}", markup=False)
     for r in p.reasons:
         out.print(f"[dim]why: {r}[/]", markup=True)
     for w in p.warnings:

@@ -25,6 +25,11 @@ def add_fleet_arguments(p: argparse.ArgumentParser) -> None:
     """INVENTORY, --limit, --forks and the connection flags every fleet command takes."""
     p.add_argument("inventory", help="inventory YAML file")
     p.add_argument("--limit", metavar="PATTERN", help="only hosts matching this pattern (e.g. 'epyc:!epyc-03')")
+    add_connection_arguments(p)
+
+
+def add_connection_arguments(p: argparse.ArgumentParser) -> None:
+    """--forks and how hosts are reached (strict host keys unless told otherwise)."""
     p.add_argument("--forks", type=int, default=DEFAULT_FORKS, metavar="N", help=f"hosts worked on at once (default {DEFAULT_FORKS})")
     p.add_argument("--accept-new-host-keys", action="store_true", help="trust unknown host keys on first use and record them (changed keys are still refused)")
     p.add_argument("--known-hosts", type=Path, metavar="FILE", help=f"the tool's known_hosts file (default {default_known_hosts()})")

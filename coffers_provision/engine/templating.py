@@ -46,6 +46,13 @@ def _systemd_quote(value: Any) -> str:
     return f'"{text}"'
 
 
+def _systemd_argv(argv: Any) -> str:
+    """A command line for ExecStart= and friends: every word quoted on its own."""
+    if isinstance(argv, str) or not isinstance(argv, (list, tuple)):
+        raise jinja2.TemplateRuntimeError(f"systemd_argv takes a list of words, not {type(argv).__name__}")
+    return " ".join(_systemd_quote(a) for a in argv)
+
+
 def _unit_value(value: Any) -> str:
     """A bare value for a unit setting (no quoting: a newline would start a new setting)."""
     text = str(value)
@@ -79,6 +86,7 @@ def make_env(template_dir: Path | None = None) -> jinja2.Environment:
     env.filters.update(
         shell_quote=_shell_quote,
         systemd_quote=_systemd_quote,
+        systemd_argv=_systemd_argv,
         unit_value=_unit_value,
         dirname=lambda p: os.path.dirname(str(p)),
         basename=lambda p: os.path.basename(str(p)),

@@ -43,9 +43,9 @@ class Context:
 
     @property
     def secrets(self) -> list[str]:
-        """Values never shown in a diff: the service environment the user supplies (tokens, keys)."""
-        env = ((self.vars.get("coffers") or {}).get("service") or {}).get("environment") or {}
-        return sorted({str(v) for v in env.values() if len(str(v)) >= 4}, key=len, reverse=True)
+        """Values never shown in a diff: the play's `no_log_values` (tokens, keys, passwords)."""
+        values = self.vars.get("no_log_values") or []
+        return sorted({str(v) for v in values if len(str(v)) >= 4}, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for value in self.secrets:

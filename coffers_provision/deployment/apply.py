@@ -1,0 +1,68 @@
+"""`apply` for one host: facts -> deployment description -> play -> health -> report.
+
+Everything up to the play only reads (the host's facts, the model's header) and is pure
+after that (planner, description); the play is the only part that changes the host.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..connect.base import Connector
+from ..engine.result import HostReport
+from ..engine.role import Play
+from ..engine.runner import Options, play_vars, run_play
+from ..errors import CoffersError
+from ..facts.cache import DEFAULT_FACTS_DIR, load_or_probe
+from ..inventory import Host
+from ..resources import data_dir
+from .describe import Deployment
+from .host import Sources, deployment_for
+from .inputs import ModelSource
+
+RECORD = "deployment.json"
+
+
+def default_play_file() -> Path:
+    return data_dir("roles") / "site.yml"
+
+
+@dataclass
+class ApplySettings:
+    options: Options = field(default_factory=Options)
+    facts_dir: Path = DEFAULT_FACTS_DIR
+    refresh_facts: bool = False
+    sources: Sources = field(default_factory=Sources)
+
+
+def record(dep: Deployment) -> str:
+    """What the host keeps in <state_dir>/deployment.json: the description, secrets masked."""
+    return json.dumps(dep.to_json(mask=True), indent=2, sort_keys=True) + "\n"
+
+
+def play_extra(host: Host, facts: Any, dep: Deployment, src: ModelSource) -> dict[str, Any]:
+    """The values a play sees beside the inventory's: the description, and what to upload."""
+    return {
+        "inventory_hostname": host.name,
+        "facts": facts,
+        "deployment": dep.to_json(mask=False),
+        "deployment_record": record(dep),
+        "model_generated": str(src.local) if src.upload else None,
+        "no_log_values": dep.secrets,
+    }
+
+
+def apply_host(host: Host, conn: Connector, play: Play, settings: ApplySettings) -> HostReport:
+    """Everything `apply` does on one host. ConnectError propagates (the host is unreachable)."""
+    facts, _ = load_or_probe(host, conn, facts_dir=settings.facts_dir, refresh=settings.refresh_facts)
+    try:
+        dep, src = deployment_for(host, facts, conn, settings.sources)
+        variables = play_vars(play, host.vars, play_extra(host, facts, dep, src))
+    except CoffersError as e:
+        if e.status == 4:
+            raise
+        return HostReport(host.name, error=str(e))
+    return run_play(host.name, conn, play, variables, settings.options)

@@ -1,0 +1,47 @@
+"""A host's deployment from its inventory vars, facts, model and measurements: the one
+function `plan`, `apply`, `bench` and `tune` call, so what `plan` shows is what `apply` deploys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..bench.planning import Measured, load_bench_for_host, with_note
+from ..connect.base import Connector
+from ..inventory import Host
+from ..planner import Bench, Policy, plan_for_host
+from .describe import Deployment, describe
+from .inputs import ModelSource, checked_coffers, model_source, read_model
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where a run takes its inputs from, resolved once per command."""
+
+    bench_results: Path | None = None  # a bench run directory (see bench.planning.measured_results)
+    bench: Bench | None = None  # one result given on the command line (offline plan); wins over bench_results
+    model_cache: Path | None = None  # where generated models are written
+    overrides: Mapping[str, Any] | None = None  # `coffers:` values from the command line
+
+
+def host_coffers(host: Host, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    coffers = dict(host.coffers)
+    for k, v in (overrides or {}).items():
+        coffers[k] = {**(coffers.get(k) or {}), **v} if isinstance(v, Mapping) else v
+    return coffers
+
+
+def deployment_for(host: Host, facts: Mapping[str, Any], conn: Connector | None, sources: Sources) -> tuple[Deployment, ModelSource]:
+    """Plan and describe one host. Raises CoffersError subclasses (the host fails)."""
+    coffers = checked_coffers(host_coffers(host, sources.overrides))
+    src = model_source(coffers, host.inventory_dir, sources.model_cache)
+    layout = read_model(src, conn, f"{host.address}:{host.port}")
+    measured: Measured | None = None if sources.bench else load_bench_for_host(sources.bench_results, host.name)
+    bench = sources.bench or (measured.bench if measured else None)
+    plan = with_note(plan_for_host(facts, layout, bench, Policy.from_vars(coffers)), measured)
+    weighted = bool((facts.get("system") or {}).get("weighted_interleave", False))
+    dep = describe(host.name, plan, src, coffers, kernel_weighted_interleave=weighted)
+    if dep.warnings:
+        dep = replace(dep, plan=replace(plan, warnings=plan.warnings + dep.warnings))
+    return dep, src
