@@ -1,15 +1,31 @@
-"""Shared terminal output: one rich console for stdout, one for stderr."""
+"""Shared terminal output: one rich console for stdout, one for stderr.
+
+The consoles are made on first use (`output.out`, `output.err`), so commands that print
+plain lines never import rich.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Iterable
+from functools import cache
+from typing import TYPE_CHECKING, Any, Iterable
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@cache
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("out", "err"):
+        return _console(name == "err")
+    raise AttributeError(name)
 
 
 def print_json(data: Any) -> None:
@@ -24,4 +40,5 @@ def diagnostics(items: Iterable[object]) -> None:
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    """One `error: ...` line on stderr (plain: it is read by people and scripts alike)."""
+    print(f"error: {message}", file=sys.stderr)

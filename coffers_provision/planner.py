@@ -14,6 +14,7 @@ from . import shardmap
 from .errors import CoffersError
 from .model import ModelLayout
 from .topology import Node, Topology, format_cpulist, parse_cpulist
+from .units import human_bytes
 
 MiB = 1 << 20
 STRATEGIES = ("shard", "replicate", "interleave", "weighted-interleave", "auto")
@@ -411,11 +412,6 @@ def _instance(
 # -- capacity ----------------------------------------------------------------------------
 
 
-def _gib(b: float) -> str:
-    """Sizes in errors and reasons: GiB, or MiB below one GiB so small numbers do not read as 0."""
-    return f"{b / 2**30:.2f} GiB" if abs(b) >= 2**30 else f"{b / 2**20:.1f} MiB"
-
-
 def _no_fit(h: _Host, what: str, total: int, kv: Mapping[int, int], need: Mapping[int, int] | None = None) -> PlanError:
     """The error for a model that does not fit, with every node's arithmetic."""
     rows = []
@@ -425,11 +421,11 @@ def _no_fit(h: _Host, what: str, total: int, kv: Mapping[int, int], need: Mappin
             continue
         room = h.limit(n) - kv.get(n, 0)
         rows.append(
-            f"  node {n}: free {_gib(f)} - headroom {_gib(h.headroom[n])} - reserved {_gib(h.reserved[n])}"
-            f" - KV {_gib(kv.get(n, 0))} = room {_gib(room)}"
-            + (f", needs {_gib(need[n])}" if need and n in need else "")
+            f"  node {n}: free {human_bytes(f)} - headroom {human_bytes(h.headroom[n])} - reserved {human_bytes(h.reserved[n])}"
+            f" - KV {human_bytes(kv.get(n, 0))} = room {human_bytes(room)}"
+            + (f", needs {human_bytes(need[n])}" if need and n in need else "")
         )
-    return PlanError(f"{what}: the weights need {_gib(total)}\n" + "\n".join(rows))
+    return PlanError(f"{what}: the weights need {human_bytes(total)}\n" + "\n".join(rows))
 
 
 def _water_fill(total: float, speed: Mapping[int, float], cap: Mapping[int, float]) -> dict[int, float]:
@@ -475,12 +471,12 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: 
     home = next((n for n in order if h.limit(n) >= kv_total + other_bytes), None)
     home = home if home is not None else next((n for n in order + h.last_resort if h.limit(n) >= kv_total), None)
     if home is None:
-        raise _no_fit(h, f"the KV cache ({_gib(kv_total)}) fits on no node", need_total, {})
+        raise _no_fit(h, f"the KV cache ({human_bytes(kv_total)}) fits on no node", need_total, {})
     kv = {home: kv_total}
     room = {n: h.limit(n) - kv.get(n, 0) for n in h.memory_nodes}
     used = dict.fromkeys(h.memory_nodes, 0)
     if need_total > sum(max(r, 0) for r in room.values()):
-        raise _no_fit(h, f"model {lay.source} does not fit (KV cache {_gib(kv_total)} on home node {home})", need_total, kv)
+        raise _no_fit(h, f"model {lay.source} does not fit (KV cache {human_bytes(kv_total)} on home node {home})", need_total, kv)
 
     candidates = order + h.last_resort
 
@@ -491,7 +487,7 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: 
             if used[n] + nbytes <= room[n]:
                 used[n] += nbytes
                 return n
-        raise _no_fit(h, f"model {lay.source}: no node has room for {_gib(nbytes)} of layerless tensors", need_total, kv)
+        raise _no_fit(h, f"model {lay.source}: no node has room for {human_bytes(nbytes)} of layerless tensors", need_total, kv)
 
     # Output (read every token) on the home node; the embedding (a few rows per token) beside it.
     other_node = place(other_bytes, candidates)
@@ -529,7 +525,7 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: 
         memory_nodes=[n for n in node_bytes if node_bytes[n]], numa_policy="preferred", numa_mask=[home],
         shard_map=smap, kv_bytes=kv_total, siblings=siblings,
     )
-    h.reasons.append(f"home node {home}: output tensors and the KV cache ({_gib(kv_total)}) stay there")
+    h.reasons.append(f"home node {home}: output tensors and the KV cache ({human_bytes(kv_total)}) stay there")
     return dict(layer_nodes=layer_nodes, embed_node=embed_node, other_node=other_node, shard_map=smap,
                 node_bytes={n: b for n, b in node_bytes.items() if b}, kv=kv, instances=(inst,), weights=None)
 
@@ -586,7 +582,7 @@ def _replicate(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblin
     need = lay.total_bytes + kv_total
     fits = [n for n in homes if h.limit(n) >= need]
     if not fits:
-        raise _no_fit(h, f"replicate: no node holds a full copy of {lay.source} plus its KV cache ({_gib(kv_total)})",
+        raise _no_fit(h, f"replicate: no node holds a full copy of {lay.source} plus its KV cache ({human_bytes(kv_total)})",
                       lay.total_bytes, {n: kv_total for n in homes})
     if len(fits) < len(homes):
         h.warnings.append(f"replicate: node(s) {[n for n in homes if n not in fits]} cannot hold a copy and run none")

@@ -127,9 +127,12 @@ class Topology:
         )
 
     def fingerprint(self) -> str:
-        """A stable hash of the hardware shape (ids, CPUs, sizes, distances), not of free memory."""
+        """A stable hash of the hardware shape: node ids, CPUs, distances and each node's
+        installed memory rounded to a GiB. Never free memory, and not the exact size either:
+        a node's size moves by tens of MB across boots (kernel reservations), which must not
+        restart a fleet."""
         shape = {
-            "nodes": [[n.id, list(n.cpus or ()), n.size_mb] for n in self.nodes],
+            "nodes": [[n.id, list(n.cpus or ()), None if n.size_mb is None else round(n.size_mb / 1024)] for n in self.nodes],
             "distances": self.to_json()["distances"],
         }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]

@@ -151,3 +151,21 @@ def test_cache_goes_stale_with_age_address_prefix_or_corruption(tmp_path):
     assert read_fresh(tmp_path, host, now=now) is None
     (tmp_path / "local.json").write_text("{not json")
     assert read_fresh(tmp_path, host, now=now) is None
+
+
+def test_topology_fingerprint_survives_a_reboot_that_moves_node_sizes():
+    """Seen in the 4-node lab guest: one reboot moved node 0 from 458 to 502 MB and node 1
+    from 377 to 333 MB. That must not change the fingerprint the units carry."""
+    from coffers_provision.facts.numa import parse_numactl
+
+    def text(sizes: list[int]) -> str:
+        lines = [f"available: {len(sizes)} nodes (0-{len(sizes) - 1})"]
+        for i, mb in enumerate(sizes):
+            lines += [f"node {i} cpus: {i}", f"node {i} size: {mb} MB", f"node {i} free: {mb // 2} MB"]
+        lines += ["node distances:", "node " + " ".join(f"{i:3}" for i in range(len(sizes)))]
+        lines += [f"  {i}: " + " ".join(f"{10 if i == j else 20:3}" for j in range(len(sizes))) for i in range(len(sizes))]
+        return "\n".join(lines) + "\n"
+
+    before = parse_numactl(text([458, 377, 256, 256])).fingerprint()
+    assert parse_numactl(text([502, 333, 250, 251])).fingerprint() == before
+    assert parse_numactl(text([502, 333, 250, 2048])).fingerprint() != before  # a GiB more is other hardware

@@ -62,3 +62,17 @@ def test_inspect_bad_file(tmp_path, capsys):
     assert main(["model", "inspect", str(bad)]) == 1
     err = capsys.readouterr().err.replace("\n", "")
     assert str(bad) in err and "not a GGUF file" in err
+
+
+def test_a_remote_model_on_an_unreachable_host_exits_4(tmp_path, capsys):
+    """Bug fixed in [8]: a remote header read that cannot connect exited 1 (bad input), not 4."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inv = tmp_path / "inv.yml"
+    inv.write_text(f"all:\n  hosts:\n    gone:\n      ansible_host: 127.0.0.1\n      ansible_port: {port}\n")
+    assert main(["model", "inspect", "gone:/m.gguf", "--inventory", str(inv)]) == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gone" in err[0] and "Traceback" not in err[0]

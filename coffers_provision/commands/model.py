@@ -11,6 +11,7 @@ from rich import box
 from rich.table import Table
 
 from ..model import KINDS, GGUFError, ModelLayout, read_layout, read_remote_layout
+from ..units import human_bytes, short_bytes
 from ..output import error, out, print_json
 from ..status import ExitStatus
 
@@ -39,24 +40,6 @@ def connect_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kw
 
 
-def human_bytes(n: float) -> str:
-    """1536 -> '1.50 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def short_bytes(n: float) -> str:
-    """Narrow table cells: 1536 -> '1.5K', 45e9 -> '41.9G'."""
-    for unit in ("B", "K", "M", "G", "T"):
-        if abs(n) < 1024 or unit == "T":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.3g}{unit}" if abs(n) < 100 else f"{n:.0f}{unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
 SHORT_KIND = {"attention": "attn", "shared_experts": "shexp", "embedding": "embed"}
 
 
@@ -75,7 +58,7 @@ def load(target: str, inventory: str | None, connect: dict[str, Any] | None = No
         return read_layout(path)
     if inventory is None:
         raise GGUFError("HOST:PATH needs --inventory to know how to reach the host", source=target)
-    from ..connect import ConnectError, ConnectOptions, open_connector
+    from ..connect import ConnectOptions, open_connector
     from ..inventory import InventoryError, load_inventory
 
     try:
@@ -85,11 +68,9 @@ def load(target: str, inventory: str | None, connect: dict[str, Any] | None = No
     host = inv.hosts.get(host_name)
     if host is None:
         raise GGUFError(f"host {host_name!r} is not in the inventory", source=inventory)
-    try:
+    try:  # an unreachable host is a ConnectError: exit 4, as for every fleet command
         with open_connector(host, ConnectOptions(inventory=inv.hosts, **(connect or {}))) as conn:
             return read_remote_layout(conn, path)
-    except ConnectError as e:
-        raise GGUFError(f"unreachable: {e}", source=target) from None
     except OSError as e:
         raise GGUFError(f"cannot read: {e}", source=target) from None
 

@@ -25,7 +25,7 @@ from ..resources import schema_path
 from ..status import ExitStatus
 from ..topology import parse_cpulist
 from ..shardmap import tensor_type
-from .model import human_bytes, short_bytes
+from ..units import human_bytes, short_bytes
 from .probe import add_connection_arguments, connect_options
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..inventory import InventoryError, load_inventory
-from ..output import diagnostics, out
+from ..output import diagnostics
 from ..status import ExitStatus
 
 
@@ -26,5 +26,5 @@ def run(args: argparse.Namespace) -> ExitStatus:
     for w in inv.warnings:
         print(f"{w} (warning)", file=sys.stderr)
     groups = [g for g in inv.groups if g != "all"]
-    out.print(f"{args.inventory}: valid, {len(inv.hosts)} host(s) in {len(groups)} group(s)")
+    print(f"{args.inventory}: valid, {len(inv.hosts)} host(s) in {len(groups)} group(s)")
     return ExitStatus.SUCCESS
