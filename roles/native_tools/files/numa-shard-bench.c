@@ -16,7 +16,8 @@
    Bandwidth is in GB/s (10^9 bytes/s). --json prints one document that validates against
    schemas/bench-result.schema.json; docs/native-tools.md describes it.
 
-   Exit: 0 done, 1 bad node or not enough memory, 2 bad flags, 3 results failed validation.
+   Exit: 0 done, 1 bad node, not enough memory or a CPU it cannot pin to (it names the CPU),
+   2 bad flags, 3 results failed validation.
    Build: gcc -O3 -march=native numa-shard-bench.c -o numa-shard-bench -lpthread
 */
 #define _GNU_SOURCE
@@ -110,6 +111,9 @@ typedef struct pool {
     pthread_t *threads;
     unsigned gen;   /* bumped to start a job */
     int done, quit;
+    int started;    /* workers that have tried to pin */
+    int pin_failed; /* the first CPU a worker could not pin to, or -1 */
+    int pin_errno;
     int kind;
     int *rank;      /* per worker: its rank in the job, or -1 */
     int nranks;
@@ -166,7 +170,14 @@ static void *worker(void *arg) {
     worker_arg *w = (worker_arg *)arg;
     pool *p = w->p;
     unsigned seen = 0;
-    if (pin(p->cpus[w->me]) != 0) fprintf(stderr, "numa-shard-bench: cannot pin to CPU %d\n", p->cpus[w->me]);
+    if (pin(p->cpus[w->me]) != 0) { /* the main thread reports it and exits; this one stops here */
+        int none = -1, e = errno;
+        if (__atomic_compare_exchange_n(&p->pin_failed, &none, p->cpus[w->me], 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            __atomic_store_n(&p->pin_errno, e, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&p->started, 1, __ATOMIC_RELEASE);
+        return NULL;
+    }
+    __atomic_add_fetch(&p->started, 1, __ATOMIC_RELEASE);
     for (;;) {
         unsigned g;
         while ((g = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE)) == seen) relax();
@@ -182,6 +193,28 @@ static void *worker(void *arg) {
 
 static worker_arg *g_worker_args;
 
+/* Every CPU a worker will pin to must be in this process's allowed set (a cpuset, taskset or
+   CPUAffinity= can hide some): say which one is not, before any thread starts. */
+static void check_allowed(const pool *p, const ggml_numa_shard_topology *topo) {
+    int *allowed, n_allowed, i, j, k;
+    char list[256];
+    n_allowed = ggml_numa_shard_allowed_cpus(&allowed);
+    if (n_allowed < 0) die(1, "cannot read this process's allowed CPUs (sched_getaffinity): %s", strerror(errno));
+    for (i = 0; i < p->n; i++) {
+        int cpu = p->cpus[i], ok = 0, node = -1;
+        for (j = 0; j < n_allowed && !ok; j++) ok = allowed[j] == cpu;
+        if (ok) continue;
+        for (j = 0; j < topo->n_nodes && node < 0; j++)
+            for (k = 0; k < topo->nodes[j].n_cpus; k++)
+                if (topo->nodes[j].cpus[k] == cpu) node = topo->nodes[j].id;
+        ggml_numa_shard_format_list(allowed, n_allowed, list, sizeof list);
+        die(1, "cannot pin to CPU %d of node %d: it is not in this process's allowed CPUs (%s); run it where every "
+               "CPU of the measured nodes is allowed, or pass --threads or --nodes",
+            cpu, node, list);
+    }
+    free(allowed);
+}
+
 static void pool_start(pool *p) {
     int i;
     p->threads = (pthread_t *)calloc((size_t)p->n, sizeof *p->threads);
@@ -191,11 +224,17 @@ static void pool_start(pool *p) {
     g_worker_args = (worker_arg *)calloc((size_t)p->n, sizeof *g_worker_args);
     if (!p->threads || !p->rank || !p->slices || !p->sums || !g_worker_args) die(1, "out of memory");
     if (pin(p->cpus[0]) != 0) die(1, "cannot pin the main thread to CPU %d: %s", p->cpus[0], strerror(errno));
+    p->pin_failed = -1;
     for (i = 1; i < p->n; i++) {
         g_worker_args[i].p = p;
         g_worker_args[i].me = i;
         if (pthread_create(&p->threads[i], NULL, worker, &g_worker_args[i]) != 0) die(1, "pthread_create failed");
     }
+    /* Every worker pins or fails at once; an unpinned spinning worker would share a CPU and
+       stall the jobs, so wait for all of them and stop on the first failure. */
+    while (__atomic_load_n(&p->started, __ATOMIC_ACQUIRE) < p->n - 1) sched_yield();
+    if (p->pin_failed >= 0)
+        die(1, "cannot pin a thread to CPU %d: %s", p->pin_failed, strerror(__atomic_load_n(&p->pin_errno, __ATOMIC_ACQUIRE)));
 }
 
 static void pool_stop(pool *p) {
@@ -581,6 +620,7 @@ int main(int argc, char **argv) {
         }
         node_nworkers[i] = use;
     }
+    check_allowed(&p, &topo);
 
     /* Sizes: each array at least 4x the last-level caches, as STREAM asks. */
     llc = llc_bytes(&topo);
