@@ -1,25 +1,31 @@
-/* numa-shard-place - load a GGUF model into the page cache with each tensor on its map node,
-   so that an unmodified llama-server that mmaps the file later finds its weights in place.
+/* numa-shard-place - put a model's page-cache pages on NUMA nodes before an unmodified
+   llama-server maps the file, or run a program under a CPU list and a memory policy.
 
    usage: numa-shard-place [--map MAP] [--evict] [--verify] [--plan] [--min-percent P] [--json] MODEL.gguf
+          numa-shard-place --interleave NODES [--weights N:W,...] [--evict | --verify] [--min-percent P]
+                           [--json] FILE...
+          numa-shard-place --evict [--json] FILE...
+          numa-shard-place --exec [--cpus CPUS] [--policy POLICY [--nodes NODES] [--weights N:W,...]]
+                           -- PROGRAM ARGS...
 
-   The map comes from --map or GGML_NUMA_SHARD_MAP (docs/shard-map.md). Every page of tensor
-   data gets a planned node: a whole page inside a tensor gets the tensor's node, a page
-   shared by tensors the node of the tensor owning most of its bytes (ties: the lower offset).
-   Placing runs of pages: a preferred-node task policy while the run is read ahead and
-   faulted in (new page-cache pages are allocated on the node), then every page is checked
-   with move_pages(2) and pages cached elsewhere are migrated (pages other processes map
-   too when the tool has CAP_SYS_NICE; without it they stay, and are reported).
+   Shard (the first form): the map comes from --map or GGML_NUMA_SHARD_MAP (docs/shard-map.md).
+   Every page of tensor data gets a planned node: a whole page inside a tensor gets the
+   tensor's node, a page shared by tensors the node of the tensor owning most of its bytes
+   (ties: the lower offset). Placing runs of pages: a preferred-node task policy while the
+   run is read ahead and faulted in (new page-cache pages are allocated on the node), then
+   every page is checked with move_pages(2) and pages cached elsewhere are migrated (pages
+   other processes map too when the tool has CAP_SYS_NICE; without it they stay, and are
+   reported).
+   Interleave: page i of each file goes to the i-th node of the cycle in which each node
+   appears its weight times in a row (default weight 1), placed the same way.
+   --evict without a map or --interleave only drops the files' page cache.
+   --exec sets the CPU affinity and the task memory policy, which execve keeps, then runs
+   the program in place of this one.
 
-     --evict        first write the file's dirty pages back and drop its cached pages
-                    (posix_fadvise DONTNEED); mincore(2) tells how many stayed cached
-     --verify       change nothing: report where the model's cached pages are
-     --plan         print the tensor table and the node of each tensor, place nothing
-     --min-percent  exit 3 when fewer pages than this are on their planned node (default 99.9)
-     --json         one JSON document instead of the table (docs/native-tools.md)
-
-   Exit: 0 done, 1 bad model or map, 2 bad flags, 3 below --min-percent.
-   Build: gcc -O2 numa-shard-place.c -o numa-shard-place
+   Exit: 0 done, 1 bad model, map or file, or a node this host lacks, 2 bad flags, 3 below
+   --min-percent, 4 a node refused pages (named on stderr); --exec: 126 the program cannot
+   run, 127 it does not exist, else the program's own status.
+   Build: gcc -O2 numa-shard-place.c -o numa-shard-place (docs/native-tools.md)
 */
 #define _GNU_SOURCE
 #define GGML_NUMA_SHARD_IMPLEMENTATION
@@ -457,14 +463,35 @@ static void note_failure(tally *t, int err) {
     if (!t->fail_errno) t->fail_errno = err;
 }
 
+/* move_pages(2) to targets[], moving pages other processes map too while allowed. */
+static long move_batch(void **pages, const int *targets, int *status, uint64_t k) {
+    long rc = -1;
+    if (g_move_all) {
+        rc = syscall(SYS_move_pages, 0, (unsigned long)k, pages, targets, status, (int)MPOL_MF_MOVE_ALL_);
+        if (rc < 0 && errno == EPERM) g_move_all = 0; /* no CAP_SYS_NICE: pages others map stay */
+    }
+    if (!g_move_all) rc = syscall(SYS_move_pages, 0, (unsigned long)k, pages, targets, status, (int)MPOL_MF_MOVE_);
+    return rc;
+}
+
+/* Count the outcome of each page moved: on its target, or refused by it (ENOMEM: no free
+   memory there; EBUSY: locked, pinned or under I/O). Other outcomes (a page shared without
+   CAP_SYS_NICE) show as elsewhere when the pages are counted. */
+static void count_moves(tally *per, const int *targets, const int *status, uint64_t k) {
+    uint64_t i;
+    for (i = 0; i < k; i++) {
+        if (status[i] == targets[i]) per[targets[i]].moved++;
+        else if (status[i] == -ENOMEM || status[i] == -EBUSY) note_failure(&per[targets[i]], -status[i]);
+    }
+}
+
 /* Count a chunk's pages against their target nodes (targets[i] for page i); with `move`,
-   migrate pages found elsewhere first. A page its node refuses (ENOMEM: no free memory
-   there; EBUSY: locked or under I/O) counts as failed for that node. */
+   migrate pages found elsewhere first. */
 static void check_chunk(char *addr, uint64_t n, const int *targets, int move, tally *per,
                         const unsigned char *resident) {
-    static void *pages[CHUNK], *wrong[CHUNK];
-    static int status[CHUNK], wrong_targets[CHUNK], wrong_status[CHUNK];
-    uint64_t i, k = 0;
+    static void *pages[CHUNK], *wrong[CHUNK], *group[CHUNK];
+    static int status[CHUNK], wrong_targets[CHUNK], wrong_status[CHUNK], group_targets[CHUNK];
+    uint64_t i, j, k = 0;
     if (query(addr, n, status, pages) != 0) die(1, "move_pages: %s", strerror(errno));
     for (i = 0; i < n; i++) {
         if (resident && !(resident[i] & 1)) continue;
@@ -474,24 +501,27 @@ static void check_chunk(char *addr, uint64_t n, const int *targets, int move, ta
         }
     }
     if (k) {
-        long rc = -1;
-        if (g_move_all) {
-            rc = syscall(SYS_move_pages, 0, (unsigned long)k, wrong, wrong_targets, wrong_status, (int)MPOL_MF_MOVE_ALL_);
-            if (rc < 0 && errno == EPERM) g_move_all = 0; /* no CAP_SYS_NICE: pages others map stay */
-        }
-        if (!g_move_all)
-            rc = syscall(SYS_move_pages, 0, (unsigned long)k, wrong, wrong_targets, wrong_status, (int)MPOL_MF_MOVE_);
-        if (rc < 0) {
-            int e = errno;
-            for (i = 0; i < k; i++) note_failure(&per[wrong_targets[i]], e);
-        } else {
+        if (move_batch(wrong, wrong_targets, wrong_status, k) >= 0) {
+            count_moves(per, wrong_targets, wrong_status, k);
+        } else { /* one node can fail the whole call (ENODEV): move each node's pages alone, to name it */
             for (i = 0; i < k; i++) {
-                if (wrong_status[i] == wrong_targets[i]) per[wrong_targets[i]].moved++;
-                else if (wrong_status[i] == -ENOMEM || wrong_status[i] == -EBUSY)
-                    note_failure(&per[wrong_targets[i]], -wrong_status[i]);
+                uint64_t g = 0;
+                if (!wrong[i]) continue;
+                for (j = i; j < k; j++)
+                    if (wrong[j] && wrong_targets[j] == wrong_targets[i]) {
+                        group[g] = wrong[j];
+                        group_targets[g++] = wrong_targets[j];
+                        if (j > i) wrong[j] = NULL;
+                    }
+                if (move_batch(group, group_targets, wrong_status, g) >= 0) {
+                    count_moves(per, group_targets, wrong_status, g);
+                } else {
+                    int e = errno;
+                    for (j = 0; j < g; j++) note_failure(&per[group_targets[j]], e);
+                }
             }
-            if (query(addr, n, status, pages) != 0) die(1, "move_pages: %s", strerror(errno));
         }
+        if (query(addr, n, status, pages) != 0) die(1, "move_pages: %s", strerror(errno));
     }
     for (i = 0; i < n; i++) {
         tally *t = &per[targets[i]];
@@ -560,7 +590,7 @@ static void json_str(const char *s) {
 static double percent(uint64_t part, uint64_t whole) { return whole ? 100.0 * (double)part / (double)whole : 100.0; }
 
 static void usage(void) {
-    fprintf(stderr,
+    printf(
             "usage: numa-shard-place [--map MAP] [--evict] [--verify] [--plan] [--min-percent P] [--json] MODEL.gguf\n"
             "       numa-shard-place --interleave NODES [--weights N:W,...] [--evict | --verify] [--min-percent P]\n"
             "                        [--json] MODEL.gguf...\n"
@@ -607,8 +637,8 @@ static int parse_nodes(const char *flag, const char *text, int **out) {
         const ggml_numa_shard_node *nd = g_topo.numa ? ggml_numa_shard_topology_node(&g_topo, id) : NULL;
         if (i && (*out)[i - 1] == id) die(2, "%s: node %d given twice", flag, id);
         if (!g_topo.numa && id == 0) continue; /* no node tree: node 0 is all there is */
-        if (!nd) die(2, "%s: node %d is offline or does not exist", flag, id);
-        if (!nd->has_memory) die(2, "%s: node %d has no memory", flag, id);
+        if (!nd) die(1, "%s: node %d is offline or does not exist", flag, id);
+        if (!nd->has_memory) die(1, "%s: node %d has no memory", flag, id);
     }
     return n;
 }
@@ -669,16 +699,29 @@ static uint64_t evict_file(const char *path, int fd, unsigned char *map, size_t 
     return still;
 }
 
-/* Open a regular, non-empty file and map all of it. */
-static unsigned char *map_file(const char *path, int *fd, size_t *size) {
+/* Open a regular, non-empty file; exits 1 naming it otherwise. */
+static int open_file(const char *path, size_t *size) {
     struct stat st;
-    unsigned char *map;
-    *fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (*fd < 0) die(1, "%s: %s", path, strerror(errno));
-    if (fstat(*fd, &st) != 0) die(1, "%s: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die(1, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0) die(1, "%s: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode)) die(1, "%s: not a regular file", path);
     if (st.st_size == 0) die(1, "%s: the file is empty", path);
     *size = (size_t)st.st_size;
+    return fd;
+}
+
+/* Every file opens before any is changed: a bad name changes nothing. */
+static void check_files(char **files, int n) {
+    int i;
+    size_t size;
+    for (i = 0; i < n; i++) close(open_file(files[i], &size));
+}
+
+/* Open a regular, non-empty file and map all of it. */
+static unsigned char *map_file(const char *path, int *fd, size_t *size) {
+    unsigned char *map;
+    *fd = open_file(path, size);
     map = (unsigned char *)mmap(NULL, *size, PROT_READ, MAP_SHARED, *fd, 0);
     if (map == MAP_FAILED) die(1, "%s: mmap: %s", path, strerror(errno));
     return map;
@@ -687,6 +730,7 @@ static unsigned char *map_file(const char *path, int *fd, size_t *size) {
 static int evict_main(int n_files, char **files, int json) {
     int f;
     if (!n_files) die(2, "--evict: no file given");
+    check_files(files, n_files);
     if (json) printf("{\"mode\": \"evict\", \"page_size\": %lu, \"files\": [", (unsigned long)g_page);
     for (f = 0; f < n_files; f++) {
         int fd;
@@ -763,9 +807,9 @@ static int interleave_file(const char *path, const sequence *q, int evict, int v
             }
         } else {
             /* New page-cache pages follow the task policy: interleaved, most land right at once;
-               move_pages then puts each page exactly (pages already cached anywhere too). */
-            if (syscall(SYS_set_mempolicy, (int)MPOL_INTERLEAVE_, g_mask.bits, ggml_numa_shard_nodemask_maxnode(&g_mask)) != 0)
-                die(1, "set_mempolicy(interleave): %s", strerror(errno));
+               move_pages then puts each page exactly (pages already cached anywhere too). The
+               policy only saves migrations, so a refusal here is left to move_pages to report. */
+            (void)syscall(SYS_set_mempolicy, (int)MPOL_INTERLEAVE_, g_mask.bits, ggml_numa_shard_nodemask_maxnode(&g_mask));
             posix_fadvise(fd, (off_t)(done * g_page), (off_t)(n * g_page), POSIX_FADV_WILLNEED);
             populate(addr, (size_t)(n * g_page));
             syscall(SYS_set_mempolicy, (int)MPOL_DEFAULT_, (const unsigned long *)0, 0UL);
@@ -874,17 +918,13 @@ static int interleave_main(int argc, char **argv) {
         } else if (strcmp(a, "--map") == 0 || strcmp(a, "--plan") == 0) {
             die(2, "%s is for the shard map; --interleave places by page, not by tensor", a);
         } else if (a[0] == '-' && a[1]) {
-            usage();
             die(2, "unknown option or missing value: '%s'", a);
         } else {
             files[n_files++] = argv[i];
         }
     }
     if (!nodes_text) die(2, "--interleave needs a node list");
-    if (!n_files) {
-        usage();
-        die(2, "no model given");
-    }
+    if (!n_files) die(2, "no model given");
     if (evict && verify) die(2, "--evict changes the page cache; --verify only looks");
     q.n = parse_nodes("--interleave", nodes_text, &q.nodes);
     q.weights = (int *)malloc((size_t)q.n * sizeof *q.weights);
@@ -892,6 +932,7 @@ static int interleave_main(int argc, char **argv) {
     if (weights_text) parse_weights(weights_text, "--interleave", q.nodes, q.n, q.weights);
     else
         for (i = 0; i < q.n; i++) q.weights[i] = 1;
+    check_files(files, n_files);
     sequence_build(&q);
     max_node = q.nodes[q.n - 1];
     if (ggml_numa_shard_nodemask_init(&g_mask, max_node) != 0) die(1, "out of memory");
@@ -955,12 +996,13 @@ static int exec_main(int argc, char **argv) {
             break;
         }
         if (strcmp(a, "--exec") == 0) continue;
+        if (strcmp(a, "--cpus") && strcmp(a, "--policy") && strcmp(a, "--nodes") && strcmp(a, "--weights"))
+            die(2, "--exec takes --cpus, --policy, --nodes and --weights, then -- PROGRAM ARGS...; got '%s'", a);
         if (i + 1 >= argc) die(2, "--exec: %s needs a value, and the program comes after --", a);
         if (strcmp(a, "--cpus") == 0) cpus_text = argv[++i];
         else if (strcmp(a, "--policy") == 0) policy = argv[++i];
         else if (strcmp(a, "--nodes") == 0) nodes_text = argv[++i];
-        else if (strcmp(a, "--weights") == 0) weights_text = argv[++i];
-        else die(2, "--exec takes --cpus, --policy, --nodes and --weights, then -- PROGRAM ARGS...; got '%s'", a);
+        else weights_text = argv[++i];
     }
     if (prog < 0 || prog >= argc) die(2, "--exec: expected -- PROGRAM ARGS... at the end");
     if (policy) {
@@ -1056,7 +1098,10 @@ static int exec_main(int argc, char **argv) {
     free(nodes);
     free(weights);
     ggml_numa_shard_topology_free(&g_topo);
-    execvp(argv[prog], argv + prog);
+    /* A bare name is looked up in PATH. A path runs as given, with no /bin/sh fallback for a
+       file without #! (execvp has one), as a unit's ExecStart= would refuse it too. */
+    if (strchr(argv[prog], '/')) execv(argv[prog], argv + prog);
+    else execvp(argv[prog], argv + prog);
     fprintf(stderr, "numa-shard-place: cannot run %s: %s\n", argv[prog], strerror(errno));
     return errno == ENOENT ? 127 : 126;
 }
@@ -1072,6 +1117,10 @@ static int mode_of(int argc, char **argv) {
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0) break;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage();
+            exit(0);
+        }
         if (strcmp(a, "--exec") == 0) exec = 1;
         else if (strcmp(a, "--interleave") == 0) interleave = 1;
         else if (strcmp(a, "--map") == 0) map = 1;
@@ -1140,23 +1189,15 @@ int main(int argc, char **argv) {
             min_percent = strtod(argv[++i], &end);
             if (*end || end == argv[i] || !(min_percent >= 0 && min_percent <= 100))
                 die(2, "--min-percent: expected a number in 0..100, got '%s'", argv[i]);
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage();
-            return 0;
         } else if (a[0] == '-' && a[1]) {
-            usage();
             die(2, "unknown option or missing value: '%s'", a);
         } else if (model) {
-            usage();
             die(2, "one model at a time ('%s' and '%s')", model, a);
         } else {
             model = a;
         }
     }
-    if (!model) {
-        usage();
-        die(2, "no model given");
-    }
+    if (!model) die(2, "no model given");
     if (evict && verify) die(2, "--evict changes the page cache; --verify only looks");
     if (!map_text) die(1, "no map: set GGML_NUMA_SHARD_MAP or pass --map");
 
