@@ -24,6 +24,8 @@
 #define GGML_NUMA_SHARD_IMPLEMENTATION
 #define GGML_NUMA_SHARD_STATIC
 #include "ggml-numa-shard.h"
+#define NUMA_SHARD_TOOL "numa-shard-bench"
+#include "numa-shard-tool.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -50,22 +52,9 @@
 #endif
 #endif
 
-#define MPOL_BIND_ 2
-#define MPOL_INTERLEAVE_ 3
 #define SCALAR 3.0
 #define PAD 8 /* doubles per per-thread result slot: one cache line */
 #define LATENCY_RUNS 3
-
-static void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void die(int status, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("numa-shard-bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(status);
-}
 
 static double now(void) {
     struct timespec ts;
@@ -284,11 +273,9 @@ static size_t g_page;
 static ggml_numa_shard_nodemask g_mask;
 
 static double *alloc_on(size_t bytes, int mode, const int *nodes, int n) {
-    int i;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) die(1, "cannot map %lu MiB: %s", (unsigned long)(bytes >> 20), strerror(errno));
-    ggml_numa_shard_nodemask_clear(&g_mask);
-    for (i = 0; i < n; i++) ggml_numa_shard_nodemask_set(&g_mask, nodes[i]);
+    nodemask_of(&g_mask, nodes, n);
     if (syscall(SYS_mbind, (unsigned long)p, (unsigned long)bytes, (unsigned long)mode, g_mask.bits,
                 ggml_numa_shard_nodemask_maxnode(&g_mask), 0U) != 0)
         die(1, "cannot bind memory to node %d: %s", nodes[0], strerror(errno));
@@ -303,8 +290,7 @@ static double placement(const void *p, size_t bytes, const int *nodes, int n) {
     size_t total = bytes / g_page, good = 0, i = 0;
     while (i < total) {
         unsigned long k, m = total - i < CHUNK ? (unsigned long)(total - i) : CHUNK;
-        for (k = 0; k < m; k++) pages[k] = (char *)p + (i + k) * g_page;
-        if (syscall(SYS_move_pages, 0, m, pages, (const int *)0, status, 0) != 0) return -1.0;
+        if (page_nodes((char *)p + i * g_page, m, g_page, pages, status) != 0) return -1.0;
         for (k = 0; k < m; k++) {
             int j;
             for (j = 0; j < n; j++) good += status[k] == nodes[j];
@@ -433,26 +419,8 @@ static void thp_mode(char *out, size_t size) {
 
 /* ---- JSON --------------------------------------------------------------------------------- */
 
-static void json_str(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
-}
-
 static void json_str_or_null(const char *s) {
     if (s && *s) json_str(s); else printf("null");
-}
-
-static void json_ints(const int *v, int n) {
-    int i;
-    putchar('[');
-    for (i = 0; i < n; i++) printf(i ? ", %d" : "%d", v[i]);
-    putchar(']');
 }
 
 static void json_matrix(const double *v, int rows, int cols, const char *fmt) {
@@ -483,7 +451,7 @@ typedef struct node_result {
 } node_result;
 
 static void usage(void) {
-    fprintf(stderr,
+    printf(
             "usage: numa-shard-bench [--size-mb N] [--iterations N] [--threads N] [--nodes LIST] [--json]\n"
             "  --size-mb N     MiB per array (default: 4x the last-level caches, at least 64)\n"
             "  --iterations N  timed runs per kernel, 2..100; the first is not counted (default 10)\n"
@@ -495,10 +463,7 @@ static void usage(void) {
 static long parse_num(const char *flag, const char *v, long lo, long hi) {
     char *end;
     long x;
-    if (!v) {
-        usage();
-        die(2, "%s needs a value", flag);
-    }
+    if (!v) die(2, "%s needs a value", flag);
     errno = 0;
     x = strtol(v, &end, 10);
     if (errno || *end || end == v || x < lo || x > hi) die(2, "%s: expected a number in %ld..%ld, got '%s'", flag, lo, hi, v);
@@ -521,7 +486,7 @@ static options parse_args(int argc, char **argv) {
             i++;
         } else if (strcmp(a, "--json") == 0) o.json = 1;
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(); exit(0); }
-        else { usage(); die(2, "unknown option '%s'", a); }
+        else die(2, "unknown option '%s'", a);
     }
     return o;
 }
@@ -562,21 +527,12 @@ int main(int argc, char **argv) {
         for (i = 0; i < (n_cpu > 0 ? n_cpu : 1); i++) topo.nodes[0].cpus[i] = i;
         topo.nodes[0].n_cpus = i;
     }
-    long ps = sysconf(_SC_PAGESIZE);
-    g_page = ps > 0 ? (size_t)ps : 4096;
+    g_page = page_size();
     if (ggml_numa_shard_nodemask_init(&g_mask, topo.max_possible) != 0) die(1, "out of memory");
 
     /* Memory nodes to measure, and the CPU node that drives each. */
     if (o.nodes) {
-        n_mem = ggml_numa_shard_parse_list(o.nodes, GGML_NUMA_SHARD_MAX_NODE_ID, &mem);
-        if (n_mem <= 0) die(2, "--nodes: expected a node list such as 0,2-3, got '%s'", o.nodes);
-        for (i = 0; i < n_mem; i++) {
-            const ggml_numa_shard_node *nd = ggml_numa_shard_topology_node(&topo, mem[i]);
-            if (!nd) die(1, "--nodes: node %d is offline or does not exist", mem[i]);
-            if (!nd->has_memory) die(1, "--nodes: node %d has no memory", mem[i]);
-            for (j = 0; j < i; j++) if (mem[j] == mem[i]) die(2, "--nodes: node %d given twice", mem[i]);
-        }
-        qsort(mem, (size_t)n_mem, sizeof *mem, gns_cmp_int);
+        n_mem = parse_nodes(&topo, "--nodes", o.nodes, &mem);
     } else {
         mem = (int *)malloc((size_t)topo.n_nodes * sizeof *mem);
         for (i = 0; i < topo.n_nodes; i++) if (topo.nodes[i].has_memory) mem[n_mem++] = topo.nodes[i].id;

@@ -400,17 +400,13 @@ static __attribute__((unused)) int plan_pages(const gguf_tensor *t, const int *n
 }
 
 #ifndef NUMA_SHARD_PLACE_NO_MAIN
+/* Above: the GGUF reader and the page plan, which tests/c programs include with their own
+   helpers. Below: the tool, with the helpers it shares with numa-shard-bench. */
+#define NUMA_SHARD_TOOL "numa-shard-place"
+#include "numa-shard-tool.h"
 
 /* ---- placement ---------------------------------------------------------------------------- */
 
-#define MPOL_DEFAULT_ 0
-#define MPOL_PREFERRED_ 1
-#define MPOL_BIND_ 2
-#define MPOL_INTERLEAVE_ 3
-#define MPOL_LOCAL_ 4
-#define MPOL_WEIGHTED_INTERLEAVE_ 6 /* Linux 6.9 */
-#define MPOL_MF_MOVE_ (1 << 1)
-#define MPOL_MF_MOVE_ALL_ (1 << 2)
 #define MADV_POPULATE_READ_ 22
 #define CHUNK 4096
 
@@ -427,17 +423,6 @@ static size_t g_page;
 static ggml_numa_shard_nodemask g_mask;
 static int g_move_all = 1; /* until the kernel says EPERM */
 
-static void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void die(int status, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("numa-shard-place: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(status);
-}
-
 static void set_node(int node) {
     ggml_numa_shard_nodemask_clear(&g_mask);
     ggml_numa_shard_nodemask_set(&g_mask, node);
@@ -449,13 +434,6 @@ static void populate(char *addr, size_t len) {
         size_t o; /* kernels before 5.14 */
         for (o = 0; o < len; o += g_page) (void)*(volatile const char *)(addr + o);
     }
-}
-
-/* Where the pages [addr, addr + n pages) sit: status[] gets a node or -errno per page. */
-static int query(char *addr, uint64_t n, int *status, void **pages) {
-    uint64_t i;
-    for (i = 0; i < n; i++) pages[i] = addr + i * g_page;
-    return (int)syscall(SYS_move_pages, 0, (unsigned long)n, pages, (const int *)0, status, 0);
 }
 
 static void note_failure(tally *t, int err) {
@@ -492,7 +470,7 @@ static void check_chunk(char *addr, uint64_t n, const int *targets, int move, ta
     static void *pages[CHUNK], *wrong[CHUNK], *group[CHUNK];
     static int status[CHUNK], wrong_targets[CHUNK], wrong_status[CHUNK], group_targets[CHUNK];
     uint64_t i, j, k = 0;
-    if (query(addr, n, status, pages) != 0) die(1, "move_pages: %s", strerror(errno));
+    if (page_nodes(addr, (unsigned long)n, g_page, pages, status) != 0) die(1, "move_pages: %s", strerror(errno));
     for (i = 0; i < n; i++) {
         if (resident && !(resident[i] & 1)) continue;
         if (status[i] >= 0 && status[i] != targets[i] && move) {
@@ -521,7 +499,7 @@ static void check_chunk(char *addr, uint64_t n, const int *targets, int move, ta
                 }
             }
         }
-        if (query(addr, n, status, pages) != 0) die(1, "move_pages: %s", strerror(errno));
+        if (page_nodes(addr, (unsigned long)n, g_page, pages, status) != 0) die(1, "move_pages: %s", strerror(errno));
     }
     for (i = 0; i < n; i++) {
         tally *t = &per[targets[i]];
@@ -576,17 +554,6 @@ static void verify_run(char *map, const page_run *run, const unsigned char *vec,
 
 /* ---- output ------------------------------------------------------------------------------- */
 
-static void json_str(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
-}
-
 static double percent(uint64_t part, uint64_t whole) { return whole ? 100.0 * (double)part / (double)whole : 100.0; }
 
 static void usage(void) {
@@ -620,27 +587,15 @@ static int report_failures(const char *path, const tally *per) {
 
 static ggml_numa_shard_topology g_topo;
 
-/* A node list flag: sorted, no repeats, every node online with memory. Exits 2 otherwise. */
-static int parse_nodes(const char *flag, const char *text, int **out) {
+/* A node list flag checked against this host's node tree, read once. */
+static int host_nodes(const char *flag, const char *text, int **out) {
     static int topo_read;
     char err[512];
-    int n, i;
     if (!topo_read) {
         if (ggml_numa_shard_topology_read(&g_topo, NULL, err, sizeof err) != 0) die(1, "%s", err);
         topo_read = 1;
     }
-    n = ggml_numa_shard_parse_list(text, GGML_NUMA_SHARD_MAX_NODE_ID, out);
-    if (n <= 0) die(2, "%s: expected a node list such as 0,2-3, got '%s'", flag, text);
-    qsort(*out, (size_t)n, sizeof **out, gns_cmp_int);
-    for (i = 0; i < n; i++) {
-        int id = (*out)[i];
-        const ggml_numa_shard_node *nd = g_topo.numa ? ggml_numa_shard_topology_node(&g_topo, id) : NULL;
-        if (i && (*out)[i - 1] == id) die(2, "%s: node %d given twice", flag, id);
-        if (!g_topo.numa && id == 0) continue; /* no node tree: node 0 is all there is */
-        if (!nd) die(1, "%s: node %d is offline or does not exist", flag, id);
-        if (!nd->has_memory) die(1, "%s: node %d has no memory", flag, id);
-    }
-    return n;
+    return parse_nodes(&g_topo, flag, text, out);
 }
 
 /* --weights N:W,...: weights 1..255 (the kernel's range) by node, -1 where not given.
@@ -670,19 +625,6 @@ static void parse_weights(const char *text, const char *nodes_flag, const int *n
     return;
 bad:
     die(2, "--weights: expected NODE:WEIGHT,... with weights 1..255, got '%s'", text);
-}
-
-static void set_mask(const int *nodes, int n) {
-    int i;
-    ggml_numa_shard_nodemask_clear(&g_mask);
-    for (i = 0; i < n; i++) ggml_numa_shard_nodemask_set(&g_mask, nodes[i]);
-}
-
-static void json_list(const int *v, int n) {
-    int i;
-    putchar('[');
-    for (i = 0; i < n; i++) printf("%s%d", i ? ", " : "", v[i]);
-    putchar(']');
 }
 
 /* ---- --evict: drop a file's page cache ---------------------------------------------------- */
@@ -790,7 +732,7 @@ static int interleave_file(const char *path, const sequence *q, int evict, int v
     madvise(map, size, MADV_RANDOM); /* no readahead past the chunk being placed */
     if (evict) still = evict_file(path, fd, map, size, vec);
     if (verify && mincore(map, size, vec) != 0) die(1, "%s: mincore: %s", path, strerror(errno));
-    set_mask(q->nodes, q->n);
+    nodemask_of(&g_mask, q->nodes, q->n);
     for (done = 0; done < pages; done += CHUNK) {
         uint64_t n = pages - done < CHUNK ? pages - done : CHUNK, i;
         char *addr = (char *)map + done * g_page;
@@ -833,9 +775,9 @@ static int interleave_file(const char *path, const sequence *q, int evict, int v
         json_str(path);
         printf(",\n  \"mode\": \"%s\",\n  \"policy\": \"%s\",\n  \"interleave\": {\"nodes\": ", verify ? "verify" : "place",
                weighted ? "weighted-interleave" : "interleave");
-        json_list(q->nodes, q->n);
+        json_ints(q->nodes, q->n);
         printf(", \"weights\": ");
-        json_list(q->weights, q->n);
+        json_ints(q->weights, q->n);
         printf("},\n  \"page_size\": %lu,\n  \"pages\": %llu,\n  \"evict\": ", (unsigned long)g_page,
                (unsigned long long)pages);
         if (evict) printf("{\"still_cached_pages\": %llu}", (unsigned long long)still);
@@ -926,7 +868,7 @@ static int interleave_main(int argc, char **argv) {
     if (!nodes_text) die(2, "--interleave needs a node list");
     if (!n_files) die(2, "no model given");
     if (evict && verify) die(2, "--evict changes the page cache; --verify only looks");
-    q.n = parse_nodes("--interleave", nodes_text, &q.nodes);
+    q.n = host_nodes("--interleave", nodes_text, &q.nodes);
     q.weights = (int *)malloc((size_t)q.n * sizeof *q.weights);
     if (!q.weights) die(1, "out of memory");
     if (weights_text) parse_weights(weights_text, "--interleave", q.nodes, q.n, q.weights);
@@ -1025,13 +967,13 @@ static int exec_main(int argc, char **argv) {
                 else *w++ = *r;
             }
             *w = 0;
-            n_nodes = parse_nodes("--weights", list, &nodes);
+            n_nodes = host_nodes("--weights", list, &nodes);
             free(list);
         } else {
             die(2, "--policy %s needs --nodes", policy);
         }
     } else if (nodes_text) {
-        n_nodes = parse_nodes("--nodes", nodes_text, &nodes);
+        n_nodes = host_nodes("--nodes", nodes_text, &nodes);
     }
     if (p >= 0 && policies[p].nodes < 0 && n_nodes != 1)
         die(2, "--policy preferred takes one node, got '%s'", nodes_text);
@@ -1087,7 +1029,7 @@ static int exec_main(int argc, char **argv) {
             if (weights) write_weights(dir, nodes, weights, n_nodes);
         }
         if (ggml_numa_shard_nodemask_init(&g_mask, n_nodes ? nodes[n_nodes - 1] : 0) != 0) die(1, "out of memory");
-        set_mask(nodes, n_nodes);
+        nodemask_of(&g_mask, nodes, n_nodes);
         rc = syscall(SYS_set_mempolicy, mode, n_nodes ? g_mask.bits : (const unsigned long *)0,
                      n_nodes ? ggml_numa_shard_nodemask_maxnode(&g_mask) : 0UL);
         if (rc != 0 && mode == MPOL_WEIGHTED_INTERLEAVE_ && errno == EINVAL)
@@ -1156,9 +1098,8 @@ int main(int argc, char **argv) {
     size_t r;
 
     {
-        long page = sysconf(_SC_PAGESIZE);
         int mode = mode_of(argc, argv);
-        g_page = page > 0 ? (size_t)page : 4096;
+        g_page = page_size();
         if (mode == MODE_EXEC) return exec_main(argc, argv);
         if (mode == MODE_INTERLEAVE) return interleave_main(argc, argv);
         if (mode == MODE_EVICT) {
@@ -1217,8 +1158,6 @@ int main(int argc, char **argv) {
     if (gguf_parse(file, (uint64_t)st.st_size, &gf, err, sizeof err) != 0) die(1, "%s: %s", model, err);
     madvise(file, (size_t)st.st_size, MADV_RANDOM); /* from now on no readahead past the run being placed */
 
-    long ps = sysconf(_SC_PAGESIZE);
-    g_page = ps > 0 ? (size_t)ps : 4096;
     nodes = (int *)malloc((gf.n_tensors ? (size_t)gf.n_tensors : 1) * sizeof *nodes);
     if (!nodes) die(1, "out of memory");
     for (r = 0; r < gf.n_tensors; r++) {
