@@ -88,11 +88,19 @@ def test_sanitized_build_runs_clean():
         (["--nodes", "x"], 2, "--nodes: expected a node list such as 0,2-3, got 'x'"),
         (["--nodes", "1023"], 1, "--nodes: node 1023 is offline or does not exist"),
         (["--size-mb", "16000000"], 1, "use a smaller --size-mb"),
+        (["--nodes", "0,0"], 2, "--nodes: node 0 given twice"),
         (["--frobnicate"], 2, "unknown option '--frobnicate'"),
     ],
 )
 def test_bad_requests_fail_clearly(args, status, message):
     proc = bench(*args)
     assert proc.returncode == status, proc.stderr
-    assert message in proc.stderr
-    assert proc.stdout == "" or "usage:" not in proc.stdout
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("numa-shard-bench: ") and message in line
+    assert proc.stdout == ""
+
+
+def test_help_goes_to_stdout():
+    proc = bench("--help")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith("usage: numa-shard-bench [--size-mb N]")

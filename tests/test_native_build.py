@@ -3,11 +3,14 @@ without sanitizers; the header also as C++17, linked from C both ways, and as a 
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
+import yaml
 
-from tests.c.nativebuild import BENCH, C_TESTS, HEADER, PLACE, SANITIZE, BuildError, build, compile_c
+from tests.c.nativebuild import (BENCH, C_TESTS, FILES, HEADER, PLACE, SANITIZE, TOOL_HEADER, BuildError, build,
+                                 compile_c, local_includes)
 
 TOOLS = [BENCH, PLACE, C_TESTS / "test_shard.c", C_TESTS / "place_check.c"]
 FLAGS = {
@@ -68,3 +71,32 @@ def test_a_warning_fails_the_build(tmp_path):
     with pytest.raises(BuildError, match="unused"):
         compile_c(src, tmp_path / "warn", "gcc")
 
+
+
+def test_the_role_builds_each_tool_from_everything_it_includes():
+    """The build task's sources are what reaches the host and what the build stamp hashes."""
+    role = FILES.parent
+    tools = yaml.safe_load((role / "defaults.yml").read_text())["native_tools"]
+    [build_task] = [t for t in yaml.safe_load((role / "tasks.yml").read_text()) if "build" in t]
+    assert sorted(t["source"] for t in tools) == sorted(p.name for p in (BENCH, PLACE))
+    for tool in tools:
+        sources = {s.replace("{{ item.source }}", tool["source"]) for s in build_task["build"]["sources"]}
+        assert sources == {tool["source"], *local_includes(FILES / tool["source"])}
+        assert TOOL_HEADER.name in sources
+
+
+def test_the_tools_define_no_helper_twice():
+    """What both tools need lives once, in numa-shard-tool.h."""
+    definition = re.compile(r"^static [^;=(]*?\b(\w+)\(", re.M)
+    bench, place = (set(definition.findall(p.read_text())) for p in (BENCH, PLACE))
+    assert bench & place == {"usage"}  # each tool's own text
+    assert {"die", "json_str", "json_ints", "parse_nodes", "page_nodes"} <= set(
+        definition.findall(TOOL_HEADER.read_text()))
+
+
+def test_the_tool_header_names_its_program(tmp_path):
+    src = tmp_path / "nameless.c"
+    src.write_text('#define GGML_NUMA_SHARD_IMPLEMENTATION\n#define GGML_NUMA_SHARD_STATIC\n'
+                   '#include "ggml-numa-shard.h"\n#include "numa-shard-tool.h"\nint main(void) { return 0; }\n')
+    with pytest.raises(BuildError, match="define NUMA_SHARD_TOOL"):
+        compile_c(src, tmp_path / "nameless")

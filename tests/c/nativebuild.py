@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import re
 import shutil
 import subprocess
 import tempfile
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "roles" / "native_tools" / "files"
 C_TESTS = ROOT / "tests" / "c"
 HEADER = FILES / "ggml-numa-shard.h"
+TOOL_HEADER = FILES / "numa-shard-tool.h"  # internal to the two tools, not installed
 BENCH = FILES / "numa-shard-bench.c"
 PLACE = FILES / "numa-shard-place.c"
 
@@ -25,8 +27,21 @@ SANITIZE = ("-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=
 OPTIMIZE = ("-O2",)
 LIBS = ("-lnuma", "-lpthread")
 
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"', re.M)
 _OUT = Path(tempfile.mkdtemp(prefix="coffers-native-"))
 atexit.register(shutil.rmtree, _OUT, True)
+
+
+def local_includes(source: Path) -> set[str]:
+    """The files/ names that `source` includes with quotes, followed through those files."""
+    seen: set[str] = set()
+    todo = [source]
+    while todo:
+        for name in _INCLUDE.findall(todo.pop().read_text()):
+            if name not in seen and (FILES / name).is_file():
+                seen.add(name)
+                todo.append(FILES / name)
+    return seen
 
 
 class BuildError(AssertionError):

@@ -235,6 +235,27 @@ static void test_masks_and_lists(void) {
         static const char *const bad[] = {"1024", "3-1", "0,,1", "a", "1-"};
         CHECK(ggml_numa_shard_parse_list(bad[i], 1023, &ids) == -1, "bad list '%s'", bad[i]);
     }
+    {
+        static const int sparse[] = {0, 1, 2, 3, 8, 10, 11, 1023};
+        char buf[64];
+        ggml_numa_shard_format_list(sparse, 8, buf, sizeof buf);
+        CHECK(strcmp(buf, "0-3,8,10-11,1023") == 0, "format '%s'", buf);
+        ggml_numa_shard_format_list(sparse, 0, buf, sizeof buf);
+        CHECK(strcmp(buf, "") == 0, "format of nothing '%s'", buf);
+        ggml_numa_shard_format_list(sparse, 8, buf, 6);
+        CHECK(strcmp(buf, "0-3,8") == 0, "truncated to fit '%s'", buf);
+        n = ggml_numa_shard_parse_list("0-3,8,10-11,1023", 1023, &ids);
+        CHECK(n == 8 && memcmp(ids, sparse, sizeof sparse) == 0, "format and parse round-trip");
+        free(ids);
+    }
+#ifndef GGML_NUMA_SHARD_DISABLE
+    n = ggml_numa_shard_allowed_cpus(&ids);
+    CHECK(n >= 1 && ids != NULL, "allowed CPUs: %d", n);
+    for (i = 1; i < n; i++) CHECK(ids[i] > ids[i - 1], "allowed CPUs ascend");
+    free(ids);
+#else
+    CHECK(ggml_numa_shard_allowed_cpus(&ids) == -1 && ids == NULL, "no allowed CPUs in a disabled build");
+#endif
 }
 
 static void test_global_state(void) {

@@ -168,6 +168,11 @@ GGML_NUMA_SHARD_API unsigned long ggml_numa_shard_nodemask_maxnode(const ggml_nu
 /* Parse the kernel's list syntax ("0-3,8,10-14"). Returns the count and a malloc'd array in
    *out (NULL when empty), or -1 on bad syntax or an id above max_id. */
 GGML_NUMA_SHARD_API int ggml_numa_shard_parse_list(const char *text, int max_id, int **out);
+/* Write ascending ids in the same syntax ("0-3,8") into buf, truncated to fit. */
+GGML_NUMA_SHARD_API void ggml_numa_shard_format_list(const int *ids, int n, char *buf, size_t size);
+/* The CPUs the calling thread may run on (sched_getaffinity), ascending: the count and a
+   malloc'd array in *out, or -1 with errno set (ENOSYS off Linux and in a disabled build). */
+GGML_NUMA_SHARD_API int ggml_numa_shard_allowed_cpus(int **out);
 
 typedef struct ggml_numa_shard_node {
     int id;
@@ -608,6 +613,55 @@ GGML_NUMA_SHARD_API int ggml_numa_shard_parse_list(const char *text, int max_id,
 bad:
     free(ids);
     return -1;
+}
+
+GGML_NUMA_SHARD_API void ggml_numa_shard_format_list(const int *ids, int n, char *buf, size_t size) {
+    size_t used = 0;
+    int i = 0;
+    if (!size) return;
+    buf[0] = 0;
+    while (i < n && used < size) {
+        int j = i, w;
+        while (j + 1 < n && ids[j + 1] == ids[j] + 1) j++;
+        if (j == i) w = snprintf(buf + used, size - used, "%s%d", i ? "," : "", ids[i]);
+        else w = snprintf(buf + used, size - used, "%s%d-%d", i ? "," : "", ids[i], ids[j]);
+        if (w < 0) break;
+        used += (size_t)w;
+        i = j + 1;
+    }
+}
+
+GGML_NUMA_SHARD_API int ggml_numa_shard_allowed_cpus(int **out) {
+#if defined(GNS_LINUX) && defined(SYS_sched_getaffinity)
+    size_t longs = 16, i;
+    unsigned long *bits;
+    long got;
+    int *ids, n = 0;
+    *out = NULL;
+    for (;;) { /* the kernel refuses (EINVAL) a mask smaller than its own CPU count */
+        bits = (unsigned long *)calloc(longs, sizeof *bits);
+        if (!bits) return -1;
+        got = syscall(SYS_sched_getaffinity, 0, longs * sizeof *bits, bits);
+        if (got >= 0) break;
+        free(bits);
+        if (errno != EINVAL || longs >= ((size_t)1 << 16)) return -1;
+        longs *= 2;
+    }
+    ids = (int *)malloc(longs * GNS_LONG_BITS * sizeof *ids);
+    if (!ids) {
+        free(bits);
+        return -1;
+    }
+    for (i = 0; i < (size_t)got * 8; i++)
+        if ((bits[i / GNS_LONG_BITS] >> (i % GNS_LONG_BITS)) & 1UL) ids[n++] = (int)i;
+    free(bits);
+    *out = ids;
+    return n;
+#else
+    *out = NULL;
+    errno = ENOSYS;
+    return -1;
+#endif
 }
 
 /* ---- the node tree ---------------------------------------------------------------------- */

@@ -16,13 +16,16 @@
    Bandwidth is in GB/s (10^9 bytes/s). --json prints one document that validates against
    schemas/bench-result.schema.json; docs/native-tools.md describes it.
 
-   Exit: 0 done, 1 bad node or not enough memory, 2 bad flags, 3 results failed validation.
+   Exit: 0 done, 1 bad node, not enough memory or a CPU it cannot pin to (it names the CPU),
+   2 bad flags, 3 results failed validation.
    Build: gcc -O3 -march=native numa-shard-bench.c -o numa-shard-bench -lpthread
 */
 #define _GNU_SOURCE
 #define GGML_NUMA_SHARD_IMPLEMENTATION
 #define GGML_NUMA_SHARD_STATIC
 #include "ggml-numa-shard.h"
+#define NUMA_SHARD_TOOL "numa-shard-bench"
+#include "numa-shard-tool.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -49,22 +52,9 @@
 #endif
 #endif
 
-#define MPOL_BIND_ 2
-#define MPOL_INTERLEAVE_ 3
 #define SCALAR 3.0
 #define PAD 8 /* doubles per per-thread result slot: one cache line */
 #define LATENCY_RUNS 3
-
-static void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void die(int status, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("numa-shard-bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(status);
-}
 
 static double now(void) {
     struct timespec ts;
@@ -110,6 +100,9 @@ typedef struct pool {
     pthread_t *threads;
     unsigned gen;   /* bumped to start a job */
     int done, quit;
+    int started;    /* workers that have tried to pin */
+    int pin_failed; /* the first CPU a worker could not pin to, or -1 */
+    int pin_errno;
     int kind;
     int *rank;      /* per worker: its rank in the job, or -1 */
     int nranks;
@@ -166,7 +159,14 @@ static void *worker(void *arg) {
     worker_arg *w = (worker_arg *)arg;
     pool *p = w->p;
     unsigned seen = 0;
-    if (pin(p->cpus[w->me]) != 0) fprintf(stderr, "numa-shard-bench: cannot pin to CPU %d\n", p->cpus[w->me]);
+    if (pin(p->cpus[w->me]) != 0) { /* the main thread reports it and exits; this one stops here */
+        int none = -1, e = errno;
+        if (__atomic_compare_exchange_n(&p->pin_failed, &none, p->cpus[w->me], 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            __atomic_store_n(&p->pin_errno, e, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&p->started, 1, __ATOMIC_RELEASE);
+        return NULL;
+    }
+    __atomic_add_fetch(&p->started, 1, __ATOMIC_RELEASE);
     for (;;) {
         unsigned g;
         while ((g = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE)) == seen) relax();
@@ -182,6 +182,28 @@ static void *worker(void *arg) {
 
 static worker_arg *g_worker_args;
 
+/* Every CPU a worker will pin to must be in this process's allowed set (a cpuset, taskset or
+   CPUAffinity= can hide some): say which one is not, before any thread starts. */
+static void check_allowed(const pool *p, const ggml_numa_shard_topology *topo) {
+    int *allowed, n_allowed, i, j, k;
+    char list[256];
+    n_allowed = ggml_numa_shard_allowed_cpus(&allowed);
+    if (n_allowed < 0) die(1, "cannot read this process's allowed CPUs (sched_getaffinity): %s", strerror(errno));
+    for (i = 0; i < p->n; i++) {
+        int cpu = p->cpus[i], ok = 0, node = -1;
+        for (j = 0; j < n_allowed && !ok; j++) ok = allowed[j] == cpu;
+        if (ok) continue;
+        for (j = 0; j < topo->n_nodes && node < 0; j++)
+            for (k = 0; k < topo->nodes[j].n_cpus; k++)
+                if (topo->nodes[j].cpus[k] == cpu) node = topo->nodes[j].id;
+        ggml_numa_shard_format_list(allowed, n_allowed, list, sizeof list);
+        die(1, "cannot pin to CPU %d of node %d: it is not in this process's allowed CPUs (%s); run it where every "
+               "CPU of the measured nodes is allowed, or pass --threads or --nodes",
+            cpu, node, list);
+    }
+    free(allowed);
+}
+
 static void pool_start(pool *p) {
     int i;
     p->threads = (pthread_t *)calloc((size_t)p->n, sizeof *p->threads);
@@ -191,11 +213,17 @@ static void pool_start(pool *p) {
     g_worker_args = (worker_arg *)calloc((size_t)p->n, sizeof *g_worker_args);
     if (!p->threads || !p->rank || !p->slices || !p->sums || !g_worker_args) die(1, "out of memory");
     if (pin(p->cpus[0]) != 0) die(1, "cannot pin the main thread to CPU %d: %s", p->cpus[0], strerror(errno));
+    p->pin_failed = -1;
     for (i = 1; i < p->n; i++) {
         g_worker_args[i].p = p;
         g_worker_args[i].me = i;
         if (pthread_create(&p->threads[i], NULL, worker, &g_worker_args[i]) != 0) die(1, "pthread_create failed");
     }
+    /* Every worker pins or fails at once; an unpinned spinning worker would share a CPU and
+       stall the jobs, so wait for all of them and stop on the first failure. */
+    while (__atomic_load_n(&p->started, __ATOMIC_ACQUIRE) < p->n - 1) sched_yield();
+    if (p->pin_failed >= 0)
+        die(1, "cannot pin a thread to CPU %d: %s", p->pin_failed, strerror(__atomic_load_n(&p->pin_errno, __ATOMIC_ACQUIRE)));
 }
 
 static void pool_stop(pool *p) {
@@ -245,11 +273,9 @@ static size_t g_page;
 static ggml_numa_shard_nodemask g_mask;
 
 static double *alloc_on(size_t bytes, int mode, const int *nodes, int n) {
-    int i;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) die(1, "cannot map %lu MiB: %s", (unsigned long)(bytes >> 20), strerror(errno));
-    ggml_numa_shard_nodemask_clear(&g_mask);
-    for (i = 0; i < n; i++) ggml_numa_shard_nodemask_set(&g_mask, nodes[i]);
+    nodemask_of(&g_mask, nodes, n);
     if (syscall(SYS_mbind, (unsigned long)p, (unsigned long)bytes, (unsigned long)mode, g_mask.bits,
                 ggml_numa_shard_nodemask_maxnode(&g_mask), 0U) != 0)
         die(1, "cannot bind memory to node %d: %s", nodes[0], strerror(errno));
@@ -264,8 +290,7 @@ static double placement(const void *p, size_t bytes, const int *nodes, int n) {
     size_t total = bytes / g_page, good = 0, i = 0;
     while (i < total) {
         unsigned long k, m = total - i < CHUNK ? (unsigned long)(total - i) : CHUNK;
-        for (k = 0; k < m; k++) pages[k] = (char *)p + (i + k) * g_page;
-        if (syscall(SYS_move_pages, 0, m, pages, (const int *)0, status, 0) != 0) return -1.0;
+        if (page_nodes((char *)p + i * g_page, m, g_page, pages, status) != 0) return -1.0;
         for (k = 0; k < m; k++) {
             int j;
             for (j = 0; j < n; j++) good += status[k] == nodes[j];
@@ -394,26 +419,8 @@ static void thp_mode(char *out, size_t size) {
 
 /* ---- JSON --------------------------------------------------------------------------------- */
 
-static void json_str(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
-}
-
 static void json_str_or_null(const char *s) {
     if (s && *s) json_str(s); else printf("null");
-}
-
-static void json_ints(const int *v, int n) {
-    int i;
-    putchar('[');
-    for (i = 0; i < n; i++) printf(i ? ", %d" : "%d", v[i]);
-    putchar(']');
 }
 
 static void json_matrix(const double *v, int rows, int cols, const char *fmt) {
@@ -444,7 +451,7 @@ typedef struct node_result {
 } node_result;
 
 static void usage(void) {
-    fprintf(stderr,
+    printf(
             "usage: numa-shard-bench [--size-mb N] [--iterations N] [--threads N] [--nodes LIST] [--json]\n"
             "  --size-mb N     MiB per array (default: 4x the last-level caches, at least 64)\n"
             "  --iterations N  timed runs per kernel, 2..100; the first is not counted (default 10)\n"
@@ -456,10 +463,7 @@ static void usage(void) {
 static long parse_num(const char *flag, const char *v, long lo, long hi) {
     char *end;
     long x;
-    if (!v) {
-        usage();
-        die(2, "%s needs a value", flag);
-    }
+    if (!v) die(2, "%s needs a value", flag);
     errno = 0;
     x = strtol(v, &end, 10);
     if (errno || *end || end == v || x < lo || x > hi) die(2, "%s: expected a number in %ld..%ld, got '%s'", flag, lo, hi, v);
@@ -482,7 +486,7 @@ static options parse_args(int argc, char **argv) {
             i++;
         } else if (strcmp(a, "--json") == 0) o.json = 1;
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(); exit(0); }
-        else { usage(); die(2, "unknown option '%s'", a); }
+        else die(2, "unknown option '%s'", a);
     }
     return o;
 }
@@ -523,21 +527,12 @@ int main(int argc, char **argv) {
         for (i = 0; i < (n_cpu > 0 ? n_cpu : 1); i++) topo.nodes[0].cpus[i] = i;
         topo.nodes[0].n_cpus = i;
     }
-    long ps = sysconf(_SC_PAGESIZE);
-    g_page = ps > 0 ? (size_t)ps : 4096;
+    g_page = page_size();
     if (ggml_numa_shard_nodemask_init(&g_mask, topo.max_possible) != 0) die(1, "out of memory");
 
     /* Memory nodes to measure, and the CPU node that drives each. */
     if (o.nodes) {
-        n_mem = ggml_numa_shard_parse_list(o.nodes, GGML_NUMA_SHARD_MAX_NODE_ID, &mem);
-        if (n_mem <= 0) die(2, "--nodes: expected a node list such as 0,2-3, got '%s'", o.nodes);
-        for (i = 0; i < n_mem; i++) {
-            const ggml_numa_shard_node *nd = ggml_numa_shard_topology_node(&topo, mem[i]);
-            if (!nd) die(1, "--nodes: node %d is offline or does not exist", mem[i]);
-            if (!nd->has_memory) die(1, "--nodes: node %d has no memory", mem[i]);
-            for (j = 0; j < i; j++) if (mem[j] == mem[i]) die(2, "--nodes: node %d given twice", mem[i]);
-        }
-        qsort(mem, (size_t)n_mem, sizeof *mem, gns_cmp_int);
+        n_mem = parse_nodes(&topo, "--nodes", o.nodes, &mem);
     } else {
         mem = (int *)malloc((size_t)topo.n_nodes * sizeof *mem);
         for (i = 0; i < topo.n_nodes; i++) if (topo.nodes[i].has_memory) mem[n_mem++] = topo.nodes[i].id;
@@ -581,6 +576,7 @@ int main(int argc, char **argv) {
         }
         node_nworkers[i] = use;
     }
+    check_allowed(&p, &topo);
 
     /* Sizes: each array at least 4x the last-level caches, as STREAM asks. */
     llc = llc_bytes(&topo);
