@@ -19,7 +19,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -100,6 +100,9 @@ class LazyConnector(Connector):
     def stat(self, path: str) -> FileStat | None:
         return self.conn().stat(path)
 
+    def open_channel(self, address: str, port: int, timeout: float) -> Any:
+        return self.conn().open_channel(address, port, timeout)
+
 
 def _one(host: Host, fn: Callable[[Host, Connector], T], pool: ConnectionPool, failed: Callable[[T], bool] | None) -> HostOutcome[T]:
     start = time.monotonic()
@@ -114,6 +117,8 @@ def _one(host: Host, fn: Callable[[Host, Connector], T], pool: ConnectionPool, f
         return HostOutcome(host.name, FAILED, None, str(e), time.monotonic() - start)
     except OSError as e:  # a transfer or file on this host failed
         return HostOutcome(host.name, FAILED, None, f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}", time.monotonic() - start)
+    except Exception as e:  # noqa: BLE001 - a bug in one host's work fails that host, never the fleet's run
+        return HostOutcome(host.name, FAILED, None, f"{type(e).__name__}: {e}", time.monotonic() - start)
 
 
 class _Reporter:

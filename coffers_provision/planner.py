@@ -7,7 +7,7 @@ estimate; the comments here say why a step is done the way it is.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import shardmap
@@ -18,6 +18,11 @@ from .units import human_bytes
 
 MiB = 1 << 20
 STRATEGIES = ("shard", "replicate", "interleave", "weighted-interleave", "auto")
+# What a user runs without this tool, planned so `tune` can measure them side by side (and
+# `auto` pick one, should it be fastest): llama-server's own --numa distribute on a cold page
+# cache; the whole process interleaved (numactl --interleave=all); one node's CPUs and memory.
+BASELINES = ("distribute", "interleave-all", "one-node")
+VARIANTS = STRATEGIES[:4] + BASELINES
 KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 WEIGHT_SCALE = 20  # the fastest node's weighted-interleave weight; the kernel takes 1..255
 
@@ -100,8 +105,8 @@ class Bench:
             if not value > 0:
                 raise ValueError(f"node_bandwidth_gbps.{node}: bandwidth must be positive (got {value})")
         for name in tps:
-            if name not in STRATEGIES or name == "auto":
-                raise ValueError(f"strategy_tokens_per_s.{name}: not a strategy")
+            if name not in VARIANTS:
+                raise ValueError(f"strategy_tokens_per_s.{name}: not a strategy or baseline ({', '.join(VARIANTS)})")
         return cls(bw, tps)
 
 
@@ -599,10 +604,11 @@ def _replicate(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblin
     for i, n in enumerate(fits):
         smap = shardmap.format_map(shardmap.from_assignment(dict.fromkeys(lay.layers, n), n if _has_embed(lay) else None, n if _has_other(lay) else None))
         instances.append(_instance(
-            h, policy, name=f"{policy.service_name}-node{n}", port=policy.service_port + i, cpus=tuple(sorted(cpus[n])),
+            h, policy, name=f"{policy.service_name}-node{n}", port=policy.service_port + 1 + i, cpus=tuple(sorted(cpus[n])),
             memory_nodes=[n], numa_policy="bind", numa_mask=[n], shard_map=smap, kv_bytes=kv_total, siblings=siblings,
         ))
-    h.reasons.append(f"replicate: {len(fits)} full copies, one per node with CPUs and memory, each bound to its node")
+    h.reasons.append(f"replicate: {len(fits)} full copies, one per node with CPUs and memory, each bound to its node, "
+                     f"on ports {policy.service_port + 1}..{policy.service_port + len(fits)} behind one front-end on {policy.service_port}")
     return dict(layer_nodes={}, embed_node=None, other_node=None, shard_map="",
                 node_bytes={n: lay.total_bytes for n in fits}, kv={n: kv_total for n in fits}, instances=tuple(instances), weights=None)
 
@@ -674,16 +680,19 @@ def plan(
     kv_per_token = layout.kv_bytes_per_token(policy.kv_cache_type)
     kv_total = kv_per_token * policy.context_length * policy.parallel
 
-    def run(strategy: str) -> dict[str, Any]:
+    def placed(strategy: str) -> dict[str, Any]:
         if strategy == "shard":
             return _shard(h, layout, policy, kv_total, siblings)
         if strategy == "replicate":
             return _replicate(h, layout, policy, kv_total, siblings)
         return _interleave(h, layout, policy, kv_total, siblings, weighted=strategy == "weighted-interleave", bench=bench)
 
+    def run(strategy: str) -> dict[str, Any]:
+        return _baseline(h, layout, policy, kv_total, siblings, strategy, placed) if strategy in BASELINES else placed(strategy)
+
     strategy = policy.strategy
     if strategy == "auto":
-        strategy = _choose(h, layout, policy, bench, kv_total, run)
+        strategy = _choose(h, policy, bench, run)
     result = run(strategy)
 
     roles = []
@@ -716,10 +725,40 @@ def plan(
     )
 
 
-def _choose(h: _Host, lay: ModelLayout, policy: Policy, bench: Bench | None, kv_total: int, run: Any) -> str:
-    """`auto`: the best measured strategy that is feasible here, else a documented heuristic."""
+def _baseline(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: Any, name: str, run: Any) -> dict[str, Any]:
+    """A baseline's bytes and instance: interleave's for distribute and interleave-all (the
+    kernel spreads them; how the pages get there is the deployment's), shard on the one
+    node that suits best for one-node."""
+    if name != "one-node":
+        result = run("interleave")
+        inst = result["instances"][0]
+        numa = "distribute" if name == "distribute" and inst.numa else inst.numa
+        policy_name = "interleave" if name == "interleave-all" else None
+        result["instances"] = (replace(inst, numa=numa, numa_policy=policy_name if inst.numa_policy else None,
+                                       numa_mask=inst.numa_mask if policy_name else ()),)
+        h.reasons.append(f"{name}: the baseline {'llama-server --numa distribute on a cold page cache' if name == 'distribute' else 'every allocation interleaved over all nodes'}")
+        return result
+    homes = [n for n in h.nodes if n.cpus and n.id in h.free]
+    if not homes:
+        raise PlanError("one-node needs a node with both CPUs and memory; there is none")
+    need = lay.total_bytes + kv_total
+    fits = [n.id for n in homes if h.limit(n.id) >= need]
+    if not fits:
+        raise _no_fit(h, f"one-node: no node holds {lay.source} plus its KV cache ({human_bytes(kv_total)})", lay.total_bytes, {n.id: kv_total for n in homes})
+    best = max(fits, key=lambda n: (h.speed.get(n, 0.0), h.limit(n), -n))
+    one = _host(h.topo, replace(policy, nodes=(best,)), None)  # the host as if it had only that node
+    result = _shard(one, lay, policy, kv_total, siblings)
+    h.warnings += [w for w in one.warnings if w not in h.warnings]
+    h.reasons.append(f"one-node: node {best}'s CPUs and memory only (the fastest node that holds the model)")
+    return result
+
+
+def _choose(h: _Host, policy: Policy, bench: Bench | None, run: Any) -> str:
+    """`auto`: the best measured variant that is feasible here (a baseline too, when `tune`
+    measured it fastest), else a documented heuristic among the strategies."""
+    measured = set(bench.strategy_speed) if bench else set()
     feasible = []
-    for s in ("shard", "replicate", "interleave", "weighted-interleave"):
+    for s in STRATEGIES[:4] + tuple(b for b in BASELINES if b in measured):
         saved = (list(h.warnings), list(h.reasons))
         try:
             run(s)

@@ -1,7 +1,7 @@
 """`coffers-provision apply` end to end on this machine (local connection), every path
 under a temp root: the CLI, its JSON, exit statuses, the retry file, and kill -9 at
-random points. llama-server is a copy of /bin/true (units are verified, not started:
-systemd is not PID 1 here).
+random points. llama-server is a copy of /bin/true (units are verified with
+systemd-analyze, not started: systemd is not PID 1 here, and the server is not asked).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def inventory(tmp: Path, hosts: dict[str, dict] | None = None, **coffers) -> Path:
+    """llama-server is /bin/true, so the server is not asked (service.verify false);
+    tests/test_serving.py deploys and asks a real one."""
+    coffers["service"] = {"verify": False, **(coffers.get("service") or {})}
     root = tmp / "root"
     (root / "opt").mkdir(parents=True, exist_ok=True)
     shutil.copy("/bin/true", root / "opt/llama-server")

@@ -24,6 +24,10 @@ TINY = {"layers": 4, "dim": 256, "heads": 4, "kv_heads": 4, "ffn": 512}
 
 
 def prepare(fleet, tmp: Path, hosts=None, **coffers) -> Path:
+    """llama-server is /bin/true, so the server is not asked (service.verify false): the
+    fleet's simulated topologies cannot run a placed server (tests/test_serving.py and the
+    lab do)."""
+    coffers["service"] = {"verify": False, **(coffers.get("service") or {})}
     for h in hosts or fleet.hosts:
         target = h.upper("/opt/llama-server")
         target.parent.mkdir(parents=True, exist_ok=True)

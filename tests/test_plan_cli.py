@@ -167,7 +167,7 @@ def test_inventory_mode_from_cached_facts(tiny, l70, tmp_path, capsys):
     assert doc["here"]["model"]["source"] == f"here:{tiny}" and doc["here"]["kv_cache"]["context_length"] == 1024
     expected = plan_for_host(facts, read_layout(l70), None, Policy(strategy="replicate", service_port=9300)).to_json()
     assert doc["twosocket"]["instances"] == expected["instances"]
-    assert [i["port"] for i in doc["twosocket"]["instances"]] == [9300]  # node 0 is too small for a copy
+    assert [i["port"] for i in doc["twosocket"]["instances"]] == [9301]  # node 0 is too small for a copy
     assert doc["twosocket"]["instances"][0]["threads"] == 18
 
     assert main(["plan", str(inv), "--facts-dir", str(facts_dir), "--limit", "twosocket", "--strategy", "shard"]) == 0

@@ -164,7 +164,7 @@ def test_threads_are_physical_cores_from_siblings(l70):
 def test_replicate_one_instance_per_node_with_ports(l70):
     p = plan(topo("kunpeng"), l70, None, Policy(strategy="replicate", service_port=9000))
     assert [i.name for i in p.instances] == ["llama-node0", "llama-node1", "llama-node2", "llama-node3"]
-    assert [i.port for i in p.instances] == [9000, 9001, 9002, 9003]
+    assert [i.port for i in p.instances] == [9001, 9002, 9003, 9004]  # 9000: the front-end
     assert [i.numa for i in p.instances] == ["isolate"] * 4
     assert [i.shard_map for i in p.instances] == ["0-79:node0", "0-79:node1,*:node1", "0-79:node2,*:node2", "0-79:node3,*:node3"]
     assert p.shard_map == "" and all(node is None for _, node in p.tensor_nodes())

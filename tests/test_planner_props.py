@@ -174,7 +174,7 @@ def test_every_strategy_fits_when_memory_is_plenty(topo, lay, strategy):
     attached = [n.id for n in roomy.nodes if n.size_mb and n.cpus]
     if strategy == "replicate":
         assert sorted(i.memory_nodes[0] for i in p.instances) == attached
-        assert [i.port for i in p.instances] == list(range(8080, 8080 + len(attached)))
+        assert [i.port for i in p.instances] == list(range(8081, 8081 + len(attached)))  # the front-end has 8080
     if strategy == "shard":
         # equal shares without measurements: no CPU-attached node gets more than its share plus
         # one layer and the layerless tensors; unmeasured CPU-less memory stays unused

@@ -91,7 +91,7 @@ def test_shard_unit_carries_the_plan(site, layout):
     assert p.shard_map and f'Environment="GGML_NUMA_SHARD_MAP={p.shard_map}"\n' in unit
     assert f'ExecStartPre="{site.prefix}/bin/numa-shard-place" "{site.model}"\n' in unit
     assert f'"-m" "{site.model}" "--host" "127.0.0.1" "--port" "18080" "-t" "{inst.threads}" "-tb" "{inst.threads_batch}"' in unit
-    assert f'"--numa" "{inst.numa}"' in unit and ' "--mlock"' in unit
+    assert f'"--numa" "{inst.numa}"' in unit and ' "--load-mode" "mmap+mlock"' in unit
     assert f"CPUAffinity={inst.cpu_affinity}\n" in unit
     assert "LimitMEMLOCK=infinity\n" in unit and "Restart=on-failure\n" in unit
     assert f"NUMAPolicy={inst.numa_policy}\n" in unit
@@ -125,7 +125,7 @@ def test_replicate_gives_one_instance_per_node(site, layout):
         assert f"CPUAffinity={inst.cpu_affinity}\n" in dropin
         assert f'"--port" "{inst.port}"' in dropin
         names.append(f"coffers-llama@{node}.service")
-    assert sorted(i.port for i in p.instances) == [9000, 9001]
+    assert sorted(i.port for i in p.instances) == [9001, 9002]  # 9000: the front-end
     assert verify(site.units, *names) == ""
 
 

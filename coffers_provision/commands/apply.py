@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--facts-dir", type=Path, default=DEFAULT_FACTS_DIR, metavar="DIR", help="facts cache (default ./facts)")
     p.add_argument("--refresh-facts", action="store_true", help="probe even when the cached facts are fresh")
     p.add_argument("--bench-results", type=Path, metavar="DIR", help="plan from this bench run or results directory (default results/latest when present)")
+    p.add_argument("--tune-results", type=Path, default=Path("results/tune"), metavar="DIR",
+                   help="tune records that decide strategy auto (default results/tune)")
     p.add_argument("--play", type=Path, metavar="FILE", help="the play to run (default: the shipped roles/site.yml)")
     p.add_argument("--retry-file", type=Path, default=DEFAULT_RETRY, metavar="FILE",
                    help=f"where failed and unreachable hosts are listed after a run (default {DEFAULT_RETRY}); re-run them with --limit @FILE")
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
     if isinstance(selected, ExitStatus):
         return selected
     inv, hosts = selected
-    sources = Sources(bench_results=measured_results(args.bench_results))
+    sources = Sources(bench_results=measured_results(args.bench_results), tune_dir=args.tune_results)
     settings = ApplySettings(Options(check=args.check, diff=args.diff), facts_dir=args.facts_dir, refresh_facts=args.refresh_facts,
                              sources=sources)  # fmt: skip
     outcomes = run_hosts(

@@ -20,7 +20,7 @@ from ..errors import CoffersError
 from ..facts.numa import parse_numactl
 from ..model import read_layout
 from ..output import error, out, print_json
-from ..planner import STRATEGIES, Bench, Plan, PlanError, PolicyError, Policy, plan, siblings_from_facts
+from ..planner import VARIANTS, Bench, Plan, PlanError, PolicyError, Policy, plan, siblings_from_facts
 from ..resources import schema_path
 from ..status import ExitStatus
 from ..topology import parse_cpulist
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inventory", nargs="?", help="inventory: plan every host from its cached facts (run probe first)")
     p.add_argument("--topology", metavar="NUMACTL.txt", help="captured `numactl --hardware` text (offline plan)")
     p.add_argument("--model", "-m", metavar="MODEL.gguf", help="the GGUF model (only its header is read)")
-    p.add_argument("--strategy", choices=STRATEGIES, help="default: shard (or the policy's)")
+    p.add_argument("--strategy", choices=(*VARIANTS, "auto"), help="default: shard (or the policy's); the baselines distribute, interleave-all and one-node too")
     p.add_argument("--json", action="store_true", help="print the plan as JSON (schemas/plan.schema.json)")
     p.add_argument("--limit", metavar="PATTERN", help="only hosts matching this pattern (inventory mode)")
     p.add_argument("--facts-dir", type=Path, default=Path("facts"), metavar="DIR", help="facts cache (inventory mode; default ./facts)")
@@ -49,11 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--context-length", type=int, help="tokens of context per slot (default 4096)")
     g.add_argument("--parallel", type=int, help="slots (default 1)")
     g.add_argument("--kv-cache-type", help="f16 (default), q8_0, q4_0, ...")
-    g.add_argument("--port", type=int, help="service port (replicate: port, port+1, ...)")
+    g.add_argument("--port", type=int, help="service port (replicate: the front-end; its instances on port+1, port+2, ...)")
     f = p.add_argument_group("facts and measurements")
     f.add_argument("--bench", metavar="FILE", help='a numa-shard-bench --json result, or {"node_bandwidth_gbps": {"0": 80}, "strategy_tokens_per_s": {"shard": 9.5}}')
     f.add_argument("--bench-results", type=Path, metavar="DIR",
                    help="inventory mode: each host's result from this bench run or results directory (default results/latest when present; --bench wins)")
+    f.add_argument("--tune-results", type=Path, metavar="DIR", default=Path("results/tune"),
+                   help="tune records that decide strategy auto (default results/tune)")
     f.add_argument("--siblings", metavar="FILE", help="SMT sibling groups, one CPU list a line (sysfs thread_siblings_list)")
     f.add_argument("--weighted-interleave", action="store_true", help="the host's kernel offers weighted interleave")
     p.set_defaults(func=run)
@@ -191,7 +193,8 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
     inv = load_inventory(args.inventory)
     hosts = inv.select(args.limit)
     bench = read_bench(args.bench) if args.bench else None
-    sources = Sources(bench_results=None if bench else measured_results(args.bench_results), bench=bench, overrides=policy_vars(args))
+    sources = Sources(bench_results=None if bench else measured_results(args.bench_results), bench=bench, overrides=policy_vars(args),
+                      tune_dir=args.tune_results)
 
     def one(host: Any, conn: Any) -> dict[str, Any]:
         path = cache_file(args.facts_dir, host.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..errors import HostError, UnreachableError
 
@@ -75,6 +75,11 @@ class Connector(ABC):
     @abstractmethod
     def stat(self, path: str) -> FileStat | None:
         """Stat `path`; None when it does not exist."""
+
+    def open_channel(self, address: str, port: int, timeout: float) -> Any:
+        """A byte stream from the host to `address:port` (a socket-like object with sendall,
+        makefile, settimeout and close); OSError when nothing listens there."""
+        raise HostError(f"{self.host}: this connection cannot open streams to {address}:{port}")
 
     def close(self) -> None:  # noqa: B027 - optional for connectors with nothing to release
         pass

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat as statmod
 import subprocess
 import tempfile
+
+from typing import Any
 
 from .base import CommandTimeout, Command, Connector, FileStat, Result, to_shell
 
@@ -59,3 +62,6 @@ class LocalConnector(Connector):
         except FileNotFoundError:
             return None
         return FileStat(st.st_size, statmod.S_IMODE(st.st_mode), st.st_uid, st.st_gid, statmod.S_ISDIR(st.st_mode))
+
+    def open_channel(self, address: str, port: int, timeout: float) -> Any:
+        return socket.create_connection((address, port), timeout=timeout)

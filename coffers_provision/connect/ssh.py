@@ -162,11 +162,16 @@ class SSHConnector(Connector):
 
     # -- plumbing --------------------------------------------------------------------
     def open_channel(self, address: str, port: int, timeout: float) -> paramiko.Channel:
-        """A direct-tcpip channel from this host to `address:port` (a ProxyJump hop)."""
+        """A direct-tcpip channel from this host to `address:port` (a ProxyJump hop, or a
+        server's port bound to the host's loopback). OSError when the host cannot connect
+        there; ConnectError when this SSH connection itself is gone."""
+        transport = self._transport()
         try:
-            return self._transport().open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=timeout)
+            return transport.open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=timeout)
+        except paramiko.ChannelException as e:  # the host answered: nothing listens there
+            raise ConnectionRefusedError(f"{self.host}: cannot connect to {address}:{port} ({e.text or e.code})") from None
         except (paramiko.SSHException, EOFError, OSError) as e:
-            raise ConnectError(f"{self.host}: cannot reach {address}:{port} through this jump host: {e}") from None
+            raise ConnectError(f"{self.host}: cannot open a channel to {address}:{port}: {e}") from None
 
     def _transport(self) -> paramiko.Transport:
         t = self._client.get_transport()

@@ -15,13 +15,16 @@ from ..connect.base import Connector
 from ..engine.result import HostReport
 from ..engine.role import Play
 from ..engine.runner import Options, play_vars, run_play
+from ..engine.state import HostState
 from ..errors import CoffersError
 from ..facts.cache import DEFAULT_FACTS_DIR, load_or_probe
 from ..inventory import Host
 from ..resources import data_dir
+from ..status import ExitStatus
+from . import verify
 from .describe import Deployment
 from .host import Sources, deployment_for
-from .inputs import ModelSource
+from .inputs import ModelSource, local_paths
 
 RECORD = "deployment.json"
 
@@ -46,6 +49,7 @@ def record(dep: Deployment) -> str:
 def play_extra(host: Host, facts: Any, dep: Deployment, src: ModelSource) -> dict[str, Any]:
     """The values a play sees beside the inventory's: the description, and what to upload."""
     return {
+        "coffers": local_paths(host.coffers, host.inventory_dir),
         "inventory_hostname": host.name,
         "facts": facts,
         "deployment": dep.to_json(mask=False),
@@ -62,7 +66,11 @@ def apply_host(host: Host, conn: Connector, play: Play, settings: ApplySettings)
         dep, src = deployment_for(host, facts, conn, settings.sources)
         variables = play_vars(play, host.vars, play_extra(host, facts, dep, src))
     except CoffersError as e:
-        if e.status == 4:
+        if e.status == ExitStatus.HOSTS_UNREACHABLE:
             raise
         return HostReport(host.name, error=str(e))
-    return run_play(host.name, conn, play, variables, settings.options)
+    state = HostState(conn)
+    report = run_play(host.name, conn, play, variables, settings.options, state=state, needs=verify.needs(variables))
+    if not (settings.options.check or report.failed or report.unreachable):
+        verify.verify(conn, state, dep, report, variables)
+    return report

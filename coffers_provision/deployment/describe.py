@@ -13,22 +13,30 @@ here and nowhere else (docs/strategies.md):
   (--no-mmap) under a memory policy bound to its node, so no two share a page;
 - interleave / weighted-interleave: numa-shard-place re-places the page cache page by
   page over the nodes (by weight), and the process policy interleaves what the server
-  allocates itself (the KV cache).
+  allocates itself (the KV cache);
+- baselines (measured by `tune`, never better placed than a user would): distribute and
+  interleave-all drop the model from the page cache first, so the server's first touch
+  (--numa distribute, or the interleave policy over every node) decides; one-node is a
+  shard map on one node, with that node's CPUs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from ..planner import Instance, Plan
+from ..planner import Instance, Plan, Policy
 from ..topology import format_cpulist
 from .inputs import ModelSource
 
 UNIT_PREFIX = "coffers-"
 PLACE = "numa-shard-place"
+SHARDED = ("shard", "one-node")  # placed by GGML_NUMA_SHARD_MAP
+COLD = ("distribute", "interleave-all")
+LOOPBACK = "127.0.0.1"
+HAPROXY = "/usr/sbin/haproxy"  # Debian's load balancer (scripts/bootstrap installs it here)  # baselines: the page cache dropped, then first touch
 # Health: a server gets this long to load, plus the model read at a slow disk's pace.
 HEALTH_BASE_S = 60.0
 HEALTH_LOAD_BYTES_PER_S = 50 * 2**20
@@ -66,6 +74,26 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Frontend:
+    """replicate's one endpoint: a load balancer on the service port over the per-node
+    instances, health-checking each (a dead instance gets no requests)."""
+
+    unit: str  # coffers-llama-frontend.service
+    host: str
+    port: int
+    config: str  # path of its config file on the host
+    backends: tuple[tuple[str, str, int], ...]  # (instance name, address, port)
+    argv: tuple[str, ...]  # ExecStart (master-worker, readiness told to systemd)
+    check: tuple[str, ...]  # the config check, ExecStartPre and before every write
+    launch: tuple[str, ...]  # the same, without systemd
+
+    def to_json(self) -> dict[str, Any]:
+        return {"unit": self.unit, "host": self.host, "port": self.port, "config": self.config,
+                "backends": [{"name": n, "address": a, "port": p} for n, a, p in self.backends],
+                "argv": list(self.argv), "check": list(self.check), "launch": list(self.launch)}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Deployment:
     host: str
     plan: Plan = field(repr=False)
@@ -80,6 +108,8 @@ class Deployment:
     restart_sec: float
     limit_memlock: bool
     health_timeout_s: float
+    verify: bool = True  # ask the server after a (re)start
+    frontend: Frontend | None = None  # replicate: one endpoint over the instances
     warnings: tuple[str, ...] = ()
 
     @property
@@ -109,7 +139,9 @@ class Deployment:
             "restart_sec": self.restart_sec,
             "limit_memlock": self.limit_memlock,
             "health_timeout_s": self.health_timeout_s,
+            "verify": self.verify,
             "services": [s.to_json() for s in self.services],
+            "frontend": self.frontend.to_json() if self.frontend else None,
         }
         doc["fingerprint"] = fingerprint(doc)
         if mask:
@@ -128,7 +160,7 @@ def fingerprint(doc: Mapping[str, Any]) -> str:
 # -- building it ------------------------------------------------------------------------
 
 
-def llama_args(inst: Instance, model: str, *, mlock: bool, no_mmap: bool, extra: tuple[str, ...]) -> list[str]:
+def llama_args(inst: Instance, model: str, *, mlock: bool, no_mmap: bool, extra: tuple[str, ...], legacy: bool = False) -> list[str]:
     """llama-server's arguments for one instance, all in this one place."""
     out = ["-m", model, "--host", inst.host, "--port", str(inst.port)]
     if inst.threads:
@@ -138,11 +170,19 @@ def llama_args(inst: Instance, model: str, *, mlock: bool, no_mmap: bool, extra:
     out += ["-c", str(inst.context_length * inst.parallel), "-np", str(inst.parallel)]
     if inst.kv_cache_type != "f16":
         out += ["-ctk", inst.kv_cache_type, "-ctv", inst.kv_cache_type]
-    if no_mmap:
-        out.append("--no-mmap")
-    if mlock:
-        out.append("--mlock")
+    out += _load_flags(no_mmap=no_mmap, mlock=mlock, legacy=legacy)
     return out + list(extra)
+
+
+def _load_flags(*, no_mmap: bool, mlock: bool, legacy: bool) -> list[str]:
+    """How the model is loaded. llama.cpp replaced --no-mmap/--mlock by --load-mode (the
+    pinned source has only the latter); `coffers.service.load_flags: legacy` is for older
+    servers."""
+    if legacy:
+        return (["--no-mmap"] if no_mmap else []) + (["--mlock"] if mlock else [])
+    if no_mmap:
+        return ["--load-mode", "mlock" if mlock else "none"]
+    return ["--load-mode", "mmap+mlock"] if mlock else []
 
 
 def _nodes(ids: tuple[int, ...] | list[int]) -> str:
@@ -155,8 +195,10 @@ def _weights(weights: Mapping[int, int]) -> str:
 
 def _placement(plan: Plan, place: str, model: str) -> tuple[tuple[str, ...], ...]:
     """numa-shard-place before the server starts: the page cache where the strategy wants it."""
-    if plan.strategy == "shard" and plan.shard_map:
+    if plan.strategy in SHARDED and plan.shard_map:
         return ((place, model),)  # the map comes from GGML_NUMA_SHARD_MAP
+    if plan.strategy in COLD:  # the baselines as users run them: first touch decides
+        return ((place, "--evict", model),)
     if plan.strategy in ("interleave", "weighted-interleave") and len(plan.instances[0].numa_mask) > 1:
         argv = [place, "--interleave", _nodes(plan.instances[0].numa_mask)]
         if plan.strategy == "weighted-interleave" and plan.interleave_weights:
@@ -184,6 +226,7 @@ def describe(
     coffers: Mapping[str, Any],
     *,
     kernel_weighted_interleave: bool = False,
+    state_dir: str = "/var/lib/coffers",
 ) -> Deployment:
     """The deployment of `plan` on `host`, from the host's validated `coffers:` settings."""
     prefix = str(coffers.get("prefix", "/usr/local"))
@@ -202,12 +245,15 @@ def describe(
     pre = _placement(plan, place, model.path)
     services = []
     for inst in plan.instances:
-        argv = (llama_server, *llama_args(inst, model.path, mlock=mlock, no_mmap=replicate, extra=extra))
+        if replicate:  # only the front-end listens where clients connect
+            inst = replace(inst, host=LOOPBACK)
+        argv = (llama_server, *llama_args(inst, model.path, mlock=mlock, no_mmap=replicate, extra=extra,
+                                          legacy=service.get("load_flags") == "legacy"))
         numa_policy, wrap = _process_policy(plan, inst, kernel_weighted_interleave)
         if wrap and numa_policy is None:  # systemd has no such policy: the wrapper sets it
             argv = (place, "--exec", *wrap, "--", *argv)
-        env = ((("GGML_NUMA_SHARD_MAP", inst.shard_map),) if plan.strategy == "shard" and inst.shard_map else ()) + user_env
-        instance = str(inst.numa_mask[0]) if replicate and inst.numa_mask else None
+        env = ((("GGML_NUMA_SHARD_MAP", inst.shard_map),) if plan.strategy in SHARDED and inst.shard_map else ()) + user_env
+        instance = (str(inst.numa_mask[0]) if inst.numa_mask else str(len(services))) if replicate else None
         launch = [place, "--exec"]
         if inst.cpu_affinity:
             launch += ["--cpus", inst.cpu_affinity]
@@ -218,10 +264,21 @@ def describe(
             cpus=inst.cpu_affinity, numa_policy=numa_policy, numa_mask=inst.numa_mask if numa_policy else (),
             launch=tuple(launch + ["--", *argv]),
         ))
+    frontend = _frontend(base, service, services, state_dir) if replicate else None
     return Deployment(
         host=host, plan=plan, model=model.path, model_bytes=plan.layout.total_bytes, prefix=prefix,
         llama_server=llama_server, unit_base=base, template=replicate, services=tuple(services),
         user=service.get("user"), restart_sec=float(service.get("restart_sec", 5)), limit_memlock=mlock,
         health_timeout_s=health_timeout_s(plan.layout.total_bytes, service.get("health_timeout_s")),
+        verify=bool(service.get("verify", True)), frontend=frontend,
         warnings=tuple(warnings),
+    )
+
+
+def _frontend(base: str, service: Mapping[str, Any], services: list[Service], state_dir: str) -> Frontend:
+    config = f"{state_dir.rstrip('/')}/{base}-frontend.cfg"
+    return Frontend(
+        unit=f"{base}-frontend.service", host=str(service.get("host", Policy.service_host)), port=int(service.get("port", Policy.service_port)),
+        config=config, backends=tuple((s.name, s.host, s.port) for s in services),
+        argv=(HAPROXY, "-Ws", "-f", config), check=(HAPROXY, "-c", "-q", "-f", config), launch=(HAPROXY, "-W", "-f", config),
     )

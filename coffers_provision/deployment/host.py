@@ -7,9 +7,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..bench import tuned
 from ..bench.planning import Measured, load_bench_for_host, with_note
 from ..connect.base import Connector
+from ..engine.runner import ENGINE_DEFAULTS
 from ..inventory import Host
+from ..model import ModelLayout
 from ..planner import Bench, Policy, plan_for_host
 from .describe import Deployment, describe
 from .inputs import ModelSource, checked_coffers, model_source, read_model
@@ -23,6 +26,7 @@ class Sources:
     bench: Bench | None = None  # one result given on the command line (offline plan); wins over bench_results
     model_cache: Path | None = None  # where generated models are written
     overrides: Mapping[str, Any] | None = None  # `coffers:` values from the command line
+    tune_dir: Path | None = tuned.TUNE_DIR  # tune records; where they exist they decide `auto`
 
 
 def host_coffers(host: Host, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -39,9 +43,21 @@ def deployment_for(host: Host, facts: Mapping[str, Any], conn: Connector | None,
     layout = read_model(src, conn, f"{host.address}:{host.port}")
     measured: Measured | None = None if sources.bench else load_bench_for_host(sources.bench_results, host.name)
     bench = sources.bench or (measured.bench if measured else None)
-    plan = with_note(plan_for_host(facts, layout, bench, Policy.from_vars(coffers)), measured)
+    policy = Policy.from_vars(coffers)
+    found = _tuned(sources, facts, layout) if policy.strategy == "auto" and not sources.bench else None
+    if found is not None:  # tokens/s of the very placements beat a bandwidth proxy
+        bench = Bench(node_bandwidth=bench.node_bandwidth if bench else {}, strategy_speed=found.tokens_per_s, speed_unit="tokens/s")
+    plan = with_note(plan_for_host(facts, layout, bench, policy), measured)
+    if found is not None:
+        plan = replace(plan, reasons=plan.reasons + (found.note,))
     weighted = bool((facts.get("system") or {}).get("weighted_interleave", False))
-    dep = describe(host.name, plan, src, coffers, kernel_weighted_interleave=weighted)
+    state_dir = str(host.vars.get("state_dir", ENGINE_DEFAULTS["state_dir"]))
+    dep = describe(host.name, plan, src, coffers, kernel_weighted_interleave=weighted, state_dir=state_dir)
     if dep.warnings:
         dep = replace(dep, plan=replace(plan, warnings=plan.warnings + dep.warnings))
     return dep, src
+
+
+def _tuned(sources: Sources, facts: Mapping[str, Any], layout: ModelLayout) -> tuned.Tuned | None:
+    """The newest tune records for this hardware and model, when there are any."""
+    return tuned.lookup(sources.tune_dir, tuned.hardware(facts)["fingerprint"], tuned.model_identity(layout))

@@ -125,3 +125,11 @@ def checked_coffers(values: Mapping[str, Any]) -> Mapping[str, Any]:
     if found:
         raise PolicyError("; ".join(found[:3]))
     return values
+
+
+def local_paths(coffers: Mapping[str, Any], inventory_dir: Path) -> dict[str, Any]:
+    """The inventory's local paths made absolute (as a `coffers:` overlay for the play)."""
+    build = coffers.get("llama_build") or {}
+    if build.get("source_archive"):
+        return {"llama_build": {"source_archive": str(inventory_path(inventory_dir, build["source_archive"]))}}
+    return {}

@@ -48,7 +48,8 @@ def read_retry(path: Path) -> list[str]:
 
 
 def print_tasks(console: Console, reports: Sequence[HostReport], *, check: bool, diff: bool, verbose: bool = False) -> None:
-    """One line per task that did something (every task with `verbose`), diffs under them."""
+    """One line per task that did something or measured something (every task with
+    `verbose`), diffs under them."""
     for r in reports:
         if r.unreachable is not None:
             console.print(f"[magenta]{escape(r.host)}: UNREACHABLE:[/] {escape(r.unreachable)}")
@@ -56,7 +57,7 @@ def print_tasks(console: Console, reports: Sequence[HostReport], *, check: bool,
         if r.error is not None:
             console.print(f"[red]{escape(r.host)}: FAILED before any task:[/] {escape(r.error)}")
         for t in r.results:
-            if t.status is Status.OK and not verbose:
+            if t.status is Status.OK and not verbose and not t.data:
                 continue
             word = "would change" if check and t.status is Status.CHANGED else t.status.value
             label = f"{t.role}/{t.task}" + (" (handler)" if t.handler else "")

@@ -44,6 +44,7 @@ class TaskResult:
     steps: list[Step] = field(default_factory=list)
     handler: bool = False
     seconds: float = 0.0
+    data: dict[str, Any] = field(default_factory=dict)  # figures a check measured, for --json
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -59,6 +60,8 @@ class TaskResult:
             out["steps"] = [{"name": s.name, "status": s.status.value, "message": s.message} for s in self.steps]
         if self.diff:
             out["diff"] = self.diff
+        if self.data:
+            out["data"] = self.data
         return out
 
 

@@ -101,9 +101,11 @@ def _expand(task: Task, variables: Mapping[str, Any]) -> list[_Entry]:
 
 
 class _Play:
-    def __init__(self, host: str, conn: Connector, play: Play, variables: Mapping[str, Any], options: Options):
+    def __init__(self, host: str, conn: Connector, play: Play, variables: Mapping[str, Any], options: Options,
+                 state: HostState | None = None, needs: Needs | None = None):
         self.host, self.conn, self.play, self.vars, self.options = host, conn, play, variables, options
-        self.state = HostState(conn)
+        self.state = state or HostState(conn)
+        self.extra_needs = needs
         self.report = HostReport(host)
         self.state_dir = str(variables.get("state_dir", ENGINE_DEFAULTS["state_dir"]))
         self.pending: list[str] = []  # handler names recorded on the host
@@ -178,6 +180,8 @@ class _Play:
             for task in pr.role.tasks:
                 entries += _expand(task, self.vars)
         needs = Needs(capture={SYSTEMD_BOOTED}, read={pending_store.path(self.state_dir)})
+        if self.extra_needs:
+            needs.update(self.extra_needs)
         for entry in entries:
             if entry.args is not None:
                 try:
@@ -219,9 +223,13 @@ class _Play:
             self._record(remaining)
 
 
-def run_play(host: str, conn: Connector, play: Play, variables: Mapping[str, Any], options: Options = Options()) -> HostReport:
-    """Run `play` on one host; a lost connection marks the report unreachable, results kept."""
-    p = _Play(host, conn, play, variables, options)
+def run_play(host: str, conn: Connector, play: Play, variables: Mapping[str, Any], options: Options = Options(), *,
+             state: HostState | None = None, needs: Needs | None = None) -> HostReport:
+    """Run `play` on one host; a lost connection marks the report unreachable, results kept.
+
+    A caller that looks at the host after the play passes its `state` and what it will
+    read (`needs`), so that is fetched in the play's one round trip too."""
+    p = _Play(host, conn, play, variables, options, state, needs)
     try:
         return p.run()
     except ConnectError as e:

@@ -17,9 +17,13 @@ if [ -z "$server" ]; then
   exit 2
 fi
 top=${server%/*/server/CMakeLists.txt}
-cmake -S "$top" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON \
-  -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF "$@"
-cmake --build "$work/build" --target llama-server -j "$jobs"
+# no network at build or run time: no curl, no TLS, no prebuilt web UI download
+echo "build-llama-server: configuring $top (log: $work/build.log)"
+cmake -S "$top" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+  -DLLAMA_USE_PREBUILT_UI=OFF -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF \
+  -DLLAMA_BUILD_EXAMPLES=OFF "$@" >"$work/build.log" 2>&1 || { tail -n 40 "$work/build.log" >&2; exit 1; }
+echo "build-llama-server: building llama-server with $jobs jobs"
+cmake --build "$work/build" --target llama-server -j "$jobs" >>"$work/build.log" 2>&1 || { tail -n 40 "$work/build.log" >&2; exit 1; }
 install -m 0755 "$work/build/bin/llama-server" "$out.coffers-tmp"
 mv -f "$out.coffers-tmp" "$out"
 printf '%s\n' "$key" > "$work/built-from.tmp"

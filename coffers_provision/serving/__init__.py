@@ -1,0 +1,1 @@
+"""Talking to a running llama-server: readiness, a completion and its tokens/s."""
