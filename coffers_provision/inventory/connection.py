@@ -175,7 +175,7 @@ def _int_port(text: str, fail: Any) -> int:
 
 
 def _option(text: str, out: _SshArgs, fail: Any) -> None:
-    m = re.match(r"^\s*([A-Za-z]+)\s*(?:=\s*|\s+)(.*?)\s*$", text)
+    m = re.match(r"^\s*([A-Za-z][A-Za-z0-9]*)\s*(?:=\s*|\s+)(.*?)\s*$", text)
     if not m:
         raise fail(f"cannot read ssh option {text!r} (expected Key=Value)")
     key, value = m.group(1).lower(), m.group(2)
