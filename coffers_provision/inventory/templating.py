@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, UndefinedError
 from jinja2.nativetypes import NativeEnvironment
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -108,7 +108,10 @@ def render(text: str, scope: Scope) -> Any:
     try:
         template = _ENV.from_string(text)
         context = template.new_context(scope, shared=True)
-        return template.environment.concat(template.root_render_func(context))  # type: ignore[attr-defined]
+        value = template.environment.concat(template.root_render_func(context))  # type: ignore[attr-defined]
+        if isinstance(value, Undefined):  # a lone `{{ name }}` is returned, not printed: fail as printing would
+            value._fail_with_undefined_error()
+        return value
     except TemplateSyntaxError as e:
         raise RenderError(f"template syntax error: {e.message}") from None
     except UndefinedError as e:
