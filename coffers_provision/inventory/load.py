@@ -24,7 +24,7 @@ from .data import Builder, Var
 from .merge import MERGED_VARS, deep_merge
 from .model import Host, HostVars, InventoryError, Inventory, Origin
 from .sources import files_of, read_file
-from .vars_files import read_vars, unused, vars_files
+from .vars_files import _entries, read_vars, unused, vars_files
 
 Sources = str | Path | Iterable[str | Path]
 
@@ -63,6 +63,7 @@ def load_inventory(sources: Sources, *, vault_secret: VaultSecret | None = None,
     if problems:
         raise InventoryError(problems)
     builder.reconcile()
+    _entries.cache_clear()  # the vars directories as they are now
     return _resolve(builder, paths, vault_secret, check_connections)
 
 

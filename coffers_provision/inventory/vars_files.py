@@ -11,6 +11,7 @@ folder share these directories.
 from __future__ import annotations
 
 import difflib
+from functools import lru_cache
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,12 +26,24 @@ EXTENSIONS = (".yml", ".yaml", ".json")
 def vars_files(base: Path, kind: str, name: str) -> list[Path]:
     """The files that give `name`'s vars under `base/<kind>_vars/`, lowest precedence first."""
     root = base / f"{kind}_vars"
+    entries = _entries(root)
+    if not any(n in entries for n in (name, *(f"{name}{ext}" for ext in EXTENSIONS))):
+        return []
     for candidate in (root / name, *(root / f"{name}{ext}" for ext in EXTENSIONS)):
         if candidate.is_dir():
             return _directory(candidate)
         if candidate.is_file():
             return [candidate]
     return []
+
+
+@lru_cache(maxsize=64)
+def _entries(root: Path) -> frozenset[str]:
+    """The names in a vars directory, listed once per load (thousands of hosts ask)."""
+    try:
+        return frozenset(p.name for p in root.iterdir())
+    except OSError:
+        return frozenset()
 
 
 def _directory(path: Path) -> list[Path]:
