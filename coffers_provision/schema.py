@@ -83,8 +83,10 @@ def _pos(mark: yaml.Mark) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1)
 
 
-def load_yaml(path: str | Path, text: str | None = None) -> Located:
-    """Load one YAML document with positions. Duplicate keys and non-scalar keys are errors."""
+def load_yaml(path: str | Path, text: str | None = None, *, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Located:
+    """Load one YAML document with positions. Duplicate keys and non-scalar keys are errors.
+
+    `loader` may be a SafeLoader subclass that adds tags (the inventory's `!vault`)."""
     file = str(path)
     if text is None:
         try:
@@ -93,7 +95,7 @@ def load_yaml(path: str | Path, text: str | None = None) -> Located:
             raise YamlError(Diagnostic(file, 1, 1, "$", f"cannot read: {e.strerror}")) from None
         except UnicodeDecodeError:
             raise YamlError(Diagnostic(file, 1, 1, "$", "not UTF-8 text")) from None
-    loader = yaml.SafeLoader(text)
+    loader = loader(text)
     located = Located(file=file, data=None)
     try:
         node = loader.get_single_node()

@@ -1,4 +1,4 @@
-"""Inventory loading: precedence, groups, ranges, ProxyJump, host patterns."""
+"""Inventory loading: precedence (as ansible-core), groups, ranges, ProxyJump, host patterns."""
 
 import textwrap
 from pathlib import Path
@@ -42,10 +42,10 @@ PRECEDENCE = {
 }
 
 
-def test_precedence_all_parent_child_hostfile_inline(tmp_path):
+def test_precedence_all_parent_child_inline_hostfile(tmp_path):
     inv = load_inventory(write(tmp_path, PRECEDENCE))
     h1, h2 = inv.hosts["h1"], inv.hosts["h2"]
-    assert h1.vars["level"] == "host-inline"
+    assert h1.vars["level"] == "host-file"  # host_vars/ beats inline host vars
     assert h1.vars["from_all"] is True
     # coffers merges key by key across every level
     assert h1.coffers == {"strategy": "shard", "service": {"port": 2, "host": "b"}, "context_length": 99}
@@ -54,21 +54,35 @@ def test_precedence_all_parent_child_hostfile_inline(tmp_path):
     assert set(h2.groups) == {"parent", "child", "zeta"}
 
 
+# Lowest first: inline all < inline parent < inline child < group_vars/all <
+# group_vars/parent < group_vars/child < inline host < host_vars/host.
 @pytest.mark.parametrize("drop,expect", [
-    ("h1-inline", "host-file"),
-    ("host_vars", "child-file"),
-    ("child_vars", "child-inline"),
+    ("host_vars", "host-inline"),
+    ("host_inline", "child-file"),
+    ("child_file", "parent-file"),
+    ("parent_file", "all-file"),
+    ("all_file", "child-inline"),
+    ("child_inline", "parent-inline"),
+    ("parent_inline", "all-inline"),
 ])
 def test_each_level_beats_the_one_below(tmp_path, drop, expect):
     files = dict(PRECEDENCE)
-    inv_text = files["inventory.yml"]
-    if drop in ("h1-inline", "host_vars", "child_vars"):
-        inv_text = inv_text.replace("h1: {level: host-inline}", "h1:")
-    if drop in ("host_vars", "child_vars"):
-        files["host_vars/h1.yml"] = "other: 1\n"
-    if drop == "child_vars":
-        files["group_vars/child/one.yml"] = "other: 1\n"
-    files["inventory.yml"] = inv_text
+    order = ["host_vars", "host_inline", "child_file", "parent_file", "all_file", "child_inline", "parent_inline"]
+    gone = order[: order.index(drop) + 1]
+    text = files["inventory.yml"]
+    edits = {
+        "host_vars": ("host_vars/h1.yml", None), "host_inline": ("inventory.yml", ("h1: {level: host-inline}", "h1:")),
+        "child_file": ("group_vars/child/one.yml", None), "parent_file": ("group_vars/parent.yml", None),
+        "all_file": ("group_vars/all.yml", None), "child_inline": ("inventory.yml", ("{level: child-inline}", "{other: 1}")),
+        "parent_inline": ("inventory.yml", ("{level: parent-inline}", "{other: 1}")),
+    }  # fmt: skip
+    for level in gone:
+        path, change = edits[level]
+        if change is None:
+            files[path] = "other: 1\n"
+        else:
+            text = text.replace(*change)
+    files["inventory.yml"] = text
     assert load_inventory(write(tmp_path, files)).hosts["h1"].vars["level"] == expect
 
 

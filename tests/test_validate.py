@@ -79,7 +79,7 @@ def test_missing_key_file_is_a_warning_naming_the_var(tmp_path):
     path = materialise(tmp_path, {"inventory.yml": "all:\n  hosts:\n    a:\n      ansible_ssh_private_key_file: keys/missing\n"})
     inv = load_inventory(path)
     assert [str(w).replace(f"{tmp_path}/", "") for w in inv.warnings] == [
-        f"inventory.yml:4:7: $.all.hosts.a.ansible_ssh_private_key_file: host a: key file 'keys/missing' does not exist (resolved to keys/missing)"
+        f"inventory.yml:4:37: $.all.hosts.a.ansible_ssh_private_key_file: host a: ansible_ssh_private_key_file: key file 'keys/missing' does not exist (resolved to keys/missing)"
     ]
     proc = run_validate(path)
     assert proc.returncode == 0 and "does not exist" in proc.stderr and "(warning)" in proc.stderr

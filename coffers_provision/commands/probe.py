@@ -19,11 +19,15 @@ from ..fanout import DEFAULT_FORKS, HostOutcome, counts, exit_status, run_hosts
 from ..inventory import Host, Inventory, InventoryError, PatternError, load_inventory
 from ..output import diagnostics, error, out, print_json
 from ..status import ExitStatus
+from ..vault import default_secret
 
 
 def add_fleet_arguments(p: argparse.ArgumentParser) -> None:
     """INVENTORY, --limit, --forks and the connection flags every fleet command takes."""
-    p.add_argument("inventory", help="inventory YAML file")
+    p.add_argument("inventory", help="inventory: a YAML, INI or JSON file, a directory of them, or a script")
+    p.add_argument("-i", "--inventory-source", dest="more_sources", action="append", default=[], metavar="SRC",
+                   help="another inventory source, read after INVENTORY (may be given more than once)")
+    p.add_argument("--vault-password-file", metavar="FILE", help="password for vault-encrypted inventory values and files (default $ANSIBLE_VAULT_PASSWORD_FILE)")
     p.add_argument("--limit", metavar="PATTERN", help="only hosts matching this pattern (e.g. 'epyc:!epyc-03')")
     add_connection_arguments(p)
 
@@ -52,7 +56,7 @@ def select_hosts(args: argparse.Namespace) -> tuple[Inventory, list[Host]] | Exi
         error(f"--forks must be at least 1, not {args.forks}")
         return ExitStatus.USAGE
     try:
-        inv = load_inventory(args.inventory)
+        inv = load_inventory([args.inventory, *args.more_sources], vault_secret=default_secret(args.vault_password_file))
     except InventoryError as e:
         diagnostics(e.diagnostics)
         return ExitStatus.ERROR

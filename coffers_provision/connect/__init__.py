@@ -57,9 +57,11 @@ def ssh_target(host: Host, options: ConnectOptions) -> tuple[SSHTarget, str | No
     port = host.port or int(cfg.get("port", 22))
     keys = (host.key_file,) if host.key_file else tuple(str(_home(k)) for k in cfg.get("identityfile", ()))
     kw = {"user": host.user or cfg["user"]} if (host.user or cfg.get("user")) else {}
-    password = host.vars.get("ansible_password") or host.vars.get("ansible_ssh_pass")
-    target = SSHTarget(host.name, cfg.get("hostname", host.address), port, key_files=keys, password=password, **kw)
-    jump = host.proxy_jump or cfg.get("proxyjump")
+    settings = host.settings
+    command = settings.proxy_command or (None if settings.proxy_jump else cfg.get("proxycommand"))
+    target = SSHTarget(host.name, cfg.get("hostname", host.address), port, key_files=keys, password=settings.password,
+                       proxy_command=None if command in (None, "none") else command, **kw)  # fmt: skip
+    jump = None if target.proxy_command else (settings.proxy_jump or cfg.get("proxyjump"))
     return target, (None if jump in (None, "none") else jump)
 
 
@@ -73,7 +75,7 @@ def _hop_target(user: str | None, name: str, port: int | None, options: ConnectO
         kw = {"user": cfg["user"]} if cfg.get("user") else {}
         base = SSHTarget(name, cfg.get("hostname", name), int(cfg.get("port", 22)), key_files=keys, **kw)
     return SSHTarget(
-        base.label, base.address, port or base.port, user or base.user, base.key_files, base.password
+        base.label, base.address, port or base.port, user or base.user, base.key_files, base.password, base.proxy_command
     )
 
 

@@ -47,6 +47,7 @@ class SSHTarget:
     user: str = field(default_factory=getpass.getuser)
     key_files: tuple[str, ...] = ()
     password: str | None = field(default=None, repr=False)  # never printed
+    proxy_command: str | None = None  # OpenSSH ProxyCommand: its stdin/stdout carry the connection
 
     @property
     def where(self) -> str:
@@ -61,6 +62,24 @@ def ssh_config_lookup(path: Path | None, alias: str) -> dict:
         return dict(paramiko.SSHConfig.from_path(str(path)).lookup(alias))
     except Exception as e:  # a config paramiko cannot read: say which file, keep going would hide it
         raise ConnectError(f"{path}: cannot read ssh config: {e}") from None
+
+
+def proxy_command_line(target: SSHTarget) -> str:
+    """The ProxyCommand with OpenSSH's tokens filled in: %h host, %p port, %r user, %n the name given, %% a '%'.
+
+    paramiko splits it into an argv (no shell), so a value in it cannot run anything else."""
+    tokens = {"h": target.address, "p": str(target.port), "r": target.user, "n": target.label, "%": "%"}
+    out, i, text = [], 0, target.proxy_command or ""
+    while i < len(text):
+        if text[i] == "%" and i + 1 < len(text):
+            if text[i + 1] not in tokens:
+                raise ConnectError(f"{target.label}: ProxyCommand token %{text[i + 1]} is not supported (%h, %p, %r, %n, %%)")
+            out.append(tokens[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def parse_jump(spec: str) -> list[tuple[str | None, str, int | None]]:
@@ -199,7 +218,12 @@ def _connect(target: SSHTarget, known: KnownHosts, timeout: float, via: SSHConne
     where = f"{target.label} ({target.where}{' via ' + via.host if via else ''})"
     start = time.monotonic()
     try:
-        sock = via.open_channel(target.address, target.port, timeout) if via else _tcp(target.address, target.port, timeout)
+        if via:
+            sock = via.open_channel(target.address, target.port, timeout)
+        elif target.proxy_command:
+            sock = paramiko.ProxyCommand(proxy_command_line(target))
+        else:
+            sock = _tcp(target.address, target.port, timeout)
         client.connect(
             target.address,
             port=target.port,

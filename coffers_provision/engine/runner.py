@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..connect.base import CommandTimeout, ConnectError, Connector
+from ..inventory.merge import MERGED_VARS, deep_merge
 from . import handlers as pending_store
 from .modules import SYSTEMD_BOOTED, Context, Outcome, TaskFailed, get
 from .result import HostReport, Status, Step, TaskResult, combine
@@ -24,20 +25,13 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "state_dir": "/var/lib/coffers",
     "unit_dir": "/etc/systemd/system",
 }
-MERGED = ("coffers",)  # mappings merged key by key, as in the inventory
+MERGED = MERGED_VARS  # mappings merged key by key, as in the inventory
 
 
 @dataclass(frozen=True)
 class Options:
     check: bool = False
     diff: bool = False
-
-
-def _deep_merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(low)
-    for k, v in high.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
-    return out
 
 
 def play_vars(play: Play, host_vars: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -49,13 +43,13 @@ def play_vars(play: Play, host_vars: Mapping[str, Any], extra: Mapping[str, Any]
     templated: set[str] = set()
     for pr in play.roles:
         for k, v in pr.role.defaults.items():
-            merged[k] = _deep_merge(merged[k], v) if k in MERGED and isinstance(merged.get(k), Mapping) else v
+            merged[k] = deep_merge(merged[k], v) if k in MERGED and isinstance(merged.get(k), Mapping) else v
             if k not in MERGED:
                 templated.add(k)
     for layer in (host_vars, extra or {}):
         for k, v in layer.items():
             if k in MERGED and isinstance(v, Mapping) and isinstance(merged.get(k), Mapping):
-                merged[k] = _deep_merge(merged[k], v)
+                merged[k] = deep_merge(merged[k], v)
             else:
                 merged[k] = v
                 templated.discard(k)
