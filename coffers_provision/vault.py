@@ -16,10 +16,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes, padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-
 from .errors import CoffersError
 
 HEADER = "$ANSIBLE_VAULT"
@@ -73,12 +69,18 @@ def default_secret(password_file: str | Path | None = None) -> VaultSecret | Non
 
 
 def _keys(password: bytes, salt: bytes) -> tuple[bytes, bytes, bytes]:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
     derived = PBKDF2HMAC(algorithm=hashes.SHA256(), length=80, salt=salt, iterations=_ROUNDS).derive(password)
     return derived[:32], derived[32:64], derived[64:]
 
 
 def decrypt(vaulttext: str, secret: VaultSecret, *, what: str) -> str:
     """The plaintext of one envelope; `what` names it in errors (a file, or a file and var)."""
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     lines = vaulttext.strip().splitlines()
     header = lines[0].strip().split(";") if lines else []
     if len(header) < 3 or header[0] != HEADER or header[1] not in ("1.1", "1.2"):
@@ -106,6 +108,9 @@ def decrypt(vaulttext: str, secret: VaultSecret, *, what: str) -> str:
 
 def encrypt(plaintext: str, secret: VaultSecret, *, salt: bytes | None = None) -> str:
     """An envelope ansible-vault can read (for tests and for users making one)."""
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     salt = salt or os.urandom(32)
     key, mac_key, nonce = _keys(secret.password, salt)
     padder = padding.PKCS7(128).padder()

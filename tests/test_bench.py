@@ -89,7 +89,7 @@ def test_crafted_results_validate():
     assert store.result_errors(crafted("h", {0: 40.0, 1: 41.0, 2: 20.0}, memory_only=(2,))) == []
     bad = crafted("h", {0: 40.0})
     bad["nodes"][0]["read"] = -1
-    assert store.result_errors(bad) == ["$.nodes.0.read: -1 is less than or equal to the minimum of 0"]
+    assert store.result_errors(bad) == ["$.nodes[0].read: -1 is less than or equal to the minimum of 0"]
 
 
 # -- outliers -----------------------------------------------------------------------------

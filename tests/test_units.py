@@ -63,7 +63,7 @@ def site(tmp_path):
         p = plan(topo, layout, policy=Policy.from_vars(coffers | {"context_length": 512}))
         src = ModelSource(str(model), None)
         variables = play_vars(play, {"unit_dir": str(units), "state_dir": str(tmp_path / "state"), "coffers": coffers},
-                              play_extra(host, {}, describe("h1", p, src, coffers), src))
+                              play_extra(host, {}, describe("h1", p, src, coffers, state_dir=str(tmp_path / "state")), src))
         return p, run_play("h1", LocalConnector(), play, variables, Options(check=check))
 
     run.units, run.prefix, run.model = units, prefix, model

@@ -23,14 +23,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from jsonschema import Draft202012Validator
 
 from ..errors import CoffersError
-from ..resources import schema_path
+from .. import schema
 
 DEFAULT_RESULTS_DIR = Path("results")
 LATEST = "latest"
@@ -53,15 +51,9 @@ class StoreError(CoffersError):
 # -- results ----------------------------------------------------------------------------
 
 
-@cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_path("bench-result").read_text()))
-
-
 def result_errors(doc: Any) -> list[str]:
     """What is wrong with a bench result, as `json.path: message` (empty when it is valid)."""
-    problems = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
-    return [f"$.{'.'.join(map(str, p.absolute_path))}: {p.message}" if p.absolute_path else f"$: {p.message}" for p in problems]
+    return schema.problems("bench-result", doc)
 
 
 def host_file(host: str) -> str:

@@ -17,16 +17,13 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, Mapping
-
-from jsonschema import Draft202012Validator
 
 from .store import host_file, new_run_id
 from ..errors import CoffersError
 from ..model import ModelLayout
-from ..resources import schema_path
+from .. import schema
 from ..topology import Topology
 
 TUNE_DIR = Path("results") / "tune"
@@ -37,14 +34,8 @@ class TuneStoreError(CoffersError):
     """A tune result that cannot be read; the message names the file."""
 
 
-@cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_path("tune-result").read_text()))
-
-
 def problems(doc: Any) -> list[str]:
-    errs = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
-    return [f"$.{'.'.join(map(str, e.absolute_path))}: {e.message}" if e.absolute_path else f"$: {e.message}" for e in errs]
+    return schema.problems("tune-result", doc)
 
 
 def _hash(value: Any) -> str:

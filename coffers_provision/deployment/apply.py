@@ -18,7 +18,7 @@ from ..engine.runner import Options, play_vars, run_play
 from ..engine.state import HostState
 from ..errors import CoffersError
 from ..facts.cache import DEFAULT_FACTS_DIR, load_or_probe
-from ..inventory import Host
+from ..inventory import Host, secrets_of
 from ..resources import data_dir
 from ..status import ExitStatus
 from . import verify
@@ -55,7 +55,7 @@ def play_extra(host: Host, facts: Any, dep: Deployment, src: ModelSource) -> dic
         "deployment": dep.to_json(mask=False),
         "deployment_record": record(dep),
         "model_generated": str(src.local) if src.upload else None,
-        "no_log_values": dep.secrets,
+        "no_log_values": sorted(set(dep.secrets) | set(secrets_of(host))),  # never in a diff, log or JSON
     }
 
 

@@ -16,10 +16,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
+from functools import cache
+
 import yaml
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, UndefinedError
-from jinja2.nativetypes import NativeEnvironment
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
 class Unsafe(str):
@@ -56,16 +55,24 @@ def _single(values: Iterator[Any]) -> Any:
     return "".join("" if p is None else str(p) for p in parts)
 
 
-class _Env(NativeEnvironment, ImmutableSandboxedEnvironment):
-    concat = staticmethod(_single)  # type: ignore[assignment]
+@cache
+def _env() -> Any:
+    """The Jinja2 environment, made on the first template (most inventories have none, and
+    importing Jinja2 costs more than loading them)."""
+    from jinja2 import StrictUndefined
+    from jinja2.nativetypes import NativeEnvironment
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+    class Env(NativeEnvironment, ImmutableSandboxedEnvironment):
+        concat = staticmethod(_single)  # type: ignore[assignment]
 
-_ENV = _Env(undefined=StrictUndefined, keep_trailing_newline=True)
-_ENV.filters.update(
-    bool=_bool, to_json=json.dumps, to_nice_json=lambda v: json.dumps(v, indent=4, sort_keys=True),
-    to_yaml=lambda v: yaml.safe_dump(v, default_flow_style=True).strip(), regex_replace=_regex_replace,
-    basename=os.path.basename, dirname=os.path.dirname, ternary=_ternary, mandatory=_mandatory,
-)  # fmt: skip
+    env = Env(undefined=StrictUndefined, keep_trailing_newline=True)
+    env.filters.update(
+        bool=_bool, to_json=json.dumps, to_nice_json=lambda v: json.dumps(v, indent=4, sort_keys=True),
+        to_yaml=lambda v: yaml.safe_dump(v, default_flow_style=True).strip(), regex_replace=_regex_replace,
+        basename=os.path.basename, dirname=os.path.dirname, ternary=_ternary, mandatory=_mandatory,
+    )  # fmt: skip
+    return env
 
 
 class RenderError(Exception):
@@ -84,8 +91,8 @@ class Scope(Mapping[str, Any]):
         except KeyError:
             if key in self._magic:
                 return self._magic[key]
-            if key in _ENV.globals:
-                return _ENV.globals[key]
+            if key in _env().globals:
+                return _env().globals[key]
             raise
 
     def __contains__(self, key: object) -> bool:
@@ -105,8 +112,10 @@ class Scope(Mapping[str, Any]):
 
 def render(text: str, scope: Scope) -> Any:
     """Render one template string; raises RenderError with a one-line reason."""
+    from jinja2 import TemplateError, TemplateSyntaxError, Undefined, UndefinedError
+
     try:
-        template = _ENV.from_string(text)
+        template = _env().from_string(text)
         context = template.new_context(scope, shared=True)
         value = template.environment.concat(template.root_render_func(context))  # type: ignore[attr-defined]
         if isinstance(value, Undefined):  # a lone `{{ name }}` is returned, not printed: fail as printing would

@@ -12,6 +12,7 @@ it can serve. The figures are the server's own `timings` for one short, seeded c
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import socket
 import time
@@ -26,12 +27,44 @@ REQUEST_S = 10.0
 
 class Stream(Protocol):
     def sendall(self, data: bytes) -> Any: ...
-    def makefile(self, *args: Any, **kwargs: Any) -> Any: ...
+    def recv(self, n: int) -> bytes: ...
     def settimeout(self, t: float | None) -> Any: ...
     def close(self) -> Any: ...
 
 
 Opener = Callable[[], Stream]  # a fresh stream to the server for each request
+
+
+class _Raw(io.RawIOBase):
+    """recv() as a raw file, so the standard library's buffering reads responses the same
+    way from a socket and from an SSH channel."""
+
+    def __init__(self, stream: Stream):
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        data = self._stream.recv(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+class _Socket:
+    """What http.client needs of a socket, over any stream."""
+
+    def __init__(self, stream: Stream):
+        self._stream = stream
+
+    def sendall(self, data: bytes) -> None:
+        self._stream.sendall(data)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_Raw(self._stream))
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 class _Conn(http.client.HTTPConnection):
@@ -43,7 +76,7 @@ class _Conn(http.client.HTTPConnection):
 
     def connect(self) -> None:
         self._stream.settimeout(self.timeout)
-        self.sock = self._stream  # type: ignore[assignment]
+        self.sock = _Socket(self._stream)  # type: ignore[assignment]
 
 
 def request(opener: Opener, method: str, path: str, body: Any = None, *, timeout: float = REQUEST_S) -> tuple[int, bytes]:

@@ -1,36 +1,22 @@
 """What the lab tests do inside a guest: install files, run llama-server under systemd, talk HTTP.
 
-Everything goes through the tool's own SSH connector; HTTP requests are made inside the
-guest (python3 there), so llama-server listens on the guest's loopback only.
+Everything goes through the tool's own SSH connector; HTTP requests travel through it too
+(direct-tcpip channels, as apply asks servers), so llama-server listens on the guest's
+loopback only.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
-import time
 from pathlib import Path
 
-from coffers_provision.connect.base import CommandTimeout
+from coffers_provision.errors import HostError
+from coffers_provision.serving.health import request, wait_healthy
 
 MODEL = "/var/lib/coffers/models/lab-llama.gguf"
 LLAMA_SERVER = "/usr/local/bin/llama-server"
 TEST_UNIT = "lab-llama-test"
 TEST_PORT = 8091
-
-_HTTP = r"""
-import json, sys, urllib.request, urllib.error
-url, body = sys.argv[1], sys.argv[2]
-req = urllib.request.Request(url, data=body.encode() if body else None, headers={"Content-Type": "application/json"})
-try:
-    with urllib.request.urlopen(req, timeout=float(sys.argv[3])) as r:
-        print(json.dumps({"status": r.status, "body": r.read().decode()}))
-except urllib.error.HTTPError as e:
-    print(json.dumps({"status": e.code, "body": e.read().decode()}))
-except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
-    print(json.dumps({"status": 0, "body": str(e)}))
-"""
-
 
 def install(conn, local: Path, remote: str, mode: int = 0o644) -> None:  # type: ignore[no-untyped-def]
     """Copy `local` to `remote` unless a file of the same sha256 is already there."""
@@ -44,14 +30,20 @@ def install(conn, local: Path, remote: str, mode: int = 0o644) -> None:  # type:
     conn.put(local.read_bytes(), remote, mode=mode)
 
 
+def opener(conn, port: int = TEST_PORT):  # type: ignore[no-untyped-def]
+    """Streams to the guest's 127.0.0.1:port through its SSH connection (as apply asks servers)."""
+    return lambda: conn.open_channel("127.0.0.1", port, timeout=30.0)
+
+
 def http(conn, path: str, body: dict | None = None, port: int = TEST_PORT, timeout: float = 600) -> tuple[int, str]:  # type: ignore[no-untyped-def]
-    """(status, body) of a request made inside the guest; status 0 when nothing answers."""
-    url = f"http://127.0.0.1:{port}{path}"
-    r = conn.run(["python3", "-c", _HTTP, url, json.dumps(body) if body is not None else "", str(timeout)],
-                 timeout=timeout + 30)
-    assert r.ok, r.stderr
-    out = json.loads(r.stdout)
-    return out["status"], out["body"]
+    """(status, body) of a request to the guest's 127.0.0.1:port; status 0 when nothing answers."""
+    import http.client
+
+    try:
+        status, data = request(opener(conn, port), "POST" if body is not None else "GET", path, body, timeout=timeout)
+    except (OSError, http.client.HTTPException) as e:
+        return 0, str(e)
+    return status, data.decode("utf-8", "replace")
 
 
 def start_llama(conn, *, threads: int = 2, env: dict[str, str] | None = None, wait_s: float = 600) -> int:  # type: ignore[no-untyped-def]
@@ -69,22 +61,20 @@ def start_llama(conn, *, threads: int = 2, env: dict[str, str] | None = None, wa
 
 
 def _wait_healthy(conn, wait_s: float) -> int:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        try:
-            status, _ = http(conn, "/health", timeout=30)
-        except CommandTimeout:  # a guest starved of CPU by a busy host: ask again
-            continue
-        if status == 200:
-            pid = int(conn.run(["systemctl", "show", "-P", "MainPID", TEST_UNIT]).stdout.strip())
-            assert pid > 0
-            return pid
+    """The same readiness wait apply uses (serving.health.wait_healthy), then the server's pid."""
+    def alive() -> str | None:
         active = conn.run(["systemctl", "is-active", TEST_UNIT]).stdout.strip()
-        if active not in ("active", "activating"):
-            log = conn.run(["journalctl", "-u", TEST_UNIT, "--no-pager", "-n", "40"]).stdout
-            raise AssertionError(f"llama-server stopped ({active}):\n{log}")
-        time.sleep(2)
-    raise AssertionError(f"llama-server not healthy after {wait_s} s")
+        if active in ("active", "activating"):
+            return None
+        return f"llama-server stopped ({active}):\n" + conn.run(["journalctl", "-u", TEST_UNIT, "--no-pager", "-n", "40"]).stdout
+
+    try:
+        wait_healthy(opener(conn), wait_s, alive=alive)
+    except HostError as e:
+        raise AssertionError(str(e)) from None
+    pid = int(conn.run(["systemctl", "show", "-P", "MainPID", TEST_UNIT]).stdout.strip())
+    assert pid > 0
+    return pid
 
 
 def stop_llama(conn) -> None:  # type: ignore[no-untyped-def]

@@ -61,3 +61,15 @@ def test_second_apply_changes_nothing(applied: dict, lab: dict) -> None:
     assert set(recap["hosts"]) == {g.name for g in GUESTS}
     for name, host in recap["hosts"].items():
         assert (host["changed"], host["failed"], host["unreachable"]) == (0, 0, 0), (name, host)
+
+
+def test_a_fresh_probe_of_the_same_hardware_changes_nothing(applied: dict, lab: dict) -> None:
+    """Node sizes move by tens of MB across probes and boots; the plan (and so every unit)
+    depends only on what does not: a re-probe then apply restarts nothing."""
+    probe = subprocess.run([sys.executable, "-m", "coffers_provision", "probe", str(INVENTORY), "--refresh",
+                            "--known-hosts", lab["known_hosts"]], capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+    again = apply(lab)
+    assert again.returncode == 0, again.stdout + again.stderr
+    for name, host in json.loads(again.stdout)["hosts"].items():
+        assert (host["changed"], host["failed"]) == (0, 0), (name, [t for t in host["tasks"] if t["status"] != "ok"])
