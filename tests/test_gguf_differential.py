@@ -114,3 +114,12 @@ def test_numa_shard_place_prints_the_table_the_driver_does(c_parser, tmp_path):
         assert (doc["alignment"], doc["data_offset"]) == (want.alignment, want.data_offset)
         seen["accepted"] += 1
     assert seen["accepted"] >= 10 and seen["rejected"] >= 50, seen
+
+
+def test_an_overlap_behind_an_empty_tensor_is_found_by_both(c_parser, tmp_path):
+    """A [0, 64), an empty tensor at 32, B at 32: the C check once compared neighbours only."""
+    h = gb.Header(data=bytes(128))
+    h.kv("general.architecture", gb.V.STRING, gb.string("llama"))
+    h.tensors = [(b"a", [16], int(gb.Q.F32), 0), (b"empty", [0], int(gb.Q.F32), 32), (b"b", [16], int(gb.Q.F32), 32)]
+    o = gd.compare(h.to_bytes(), tmp_path / "o.gguf", c_parser)
+    assert not o.ours.ok and "overlap" in o.ours.error and not o.c.ok and "overlap" in o.c.error, o
