@@ -7,6 +7,7 @@ import sys
 from typing import Any, Iterable
 
 from rich.console import Console
+from rich.markup import escape
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -24,4 +25,5 @@ def diagnostics(items: Iterable[object]) -> None:
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    """One error line; the message is text, never markup (it may quote a file's `[...]`)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)

@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 from rich import box
 from rich.table import Table
 
+from ..errors import CoffersError
 from ..facts.numa import parse_numactl
 from ..model import GGUFError, read_layout
 from ..output import error, out, print_json
@@ -85,8 +86,8 @@ def read_bench(path: str) -> Bench:
         return Bench.from_json(json.loads(Path(path).read_text()))
     except json.JSONDecodeError as e:
         raise PolicyError(f"{path}:{e.lineno}:{e.colno}: not JSON: {e.msg}") from None
-    except (ValueError, AttributeError, TypeError) as e:
-        raise PolicyError(f"{path}: {e}") from None
+    except (ValueError, AttributeError, TypeError, KeyError, IndexError) as e:
+        raise PolicyError(f"{path}: not a bench result this version reads: {type(e).__name__}: {e}") from None
 
 
 @cache
@@ -173,6 +174,8 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
                 raise PlanError(f"no cached facts in {path}: run `coffers-provision probe {args.inventory}` first") from None
             except ValueError as e:
                 raise PlanError(f"{path}: not JSON: {e}") from None
+            if not isinstance(facts, dict) or not isinstance(facts.get("numa") or facts.get("topology"), dict):
+                raise PlanError(f"{path}: no NUMA topology in these facts (run `coffers-provision probe --refresh`)")
             coffers = host.coffers
             policy = Policy.from_vars({**coffers, **overrides, "service": {**(coffers.get("service") or {}), **overrides.get("service", {})}})
             if coffers.get("model_local"):
@@ -185,8 +188,16 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
             if target not in layouts:
                 layouts[target] = load_model(target, where, connect_kwargs(args))
             measured = load_bench_for_host(measured_dir, host.name)
-            result = with_note(plan_for_host(facts, layouts[target], measured.bench if measured else bench, policy), measured)
-            if time.time() - facts.get("probed_at_epoch", 0) > max_age_of(host):
+            try:
+                result = with_note(plan_for_host(facts, layouts[target], measured.bench if measured else bench, policy), measured)
+            except TopologyError as e:
+                raise PlanError(f"{path}: {e}") from None
+            except CoffersError:
+                raise
+            except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:  # facts of the wrong shape
+                raise PlanError(f"{path}: facts this version cannot read ({type(e).__name__}: {e}); run probe --refresh") from None
+            probed_at = facts.get("probed_at_epoch", 0)
+            if not isinstance(probed_at, (int, float)) or time.time() - probed_at > max_age_of(host):
                 result = replace(result, warnings=result.warnings + (f"facts in {path} are older than facts_max_age_s: run probe",))
         except (GGUFError, PolicyError, PlanError, TopologyError, StoreError, KeyError, TypeError) as e:
             failed += 1
