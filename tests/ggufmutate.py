@@ -24,13 +24,17 @@ SMALL = Dims(n_layers=2, dim=32, n_head=4, n_head_kv=2, ffn=64, n_expert=4, n_ex
 TOKENIZER_KEYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type")
 
 
+TINY = Dims(n_layers=1, dim=32, n_head=4, n_head_kv=2, ffn=32, vocab=8, n_expert=2, n_expert_used=1, expert_ffn=32)
+
+
 @cache
-def seeds() -> tuple[gb.Header, ...]:
-    """One header per architecture, and a few with 64-byte alignment or a short vocabulary."""
+def seeds(tiny: bool = False) -> tuple[gb.Header, ...]:
+    """One header per architecture, a few with 64-byte alignment or a short vocabulary.
+    `tiny`: one block and 8 tokens, a few KiB a file (the committed corpus)."""
     out = []
     for i, arch in enumerate(SEED_ARCHS):
-        spec = modelgen.arch_spec(arch, SMALL)
-        if i % 2:  # a vocabulary of 8 tokens keeps the reference reader fast on half the seeds
+        spec = modelgen.arch_spec(arch, TINY if tiny else SMALL)
+        if i % 2 or tiny:  # a vocabulary of 8 tokens keeps the reference reader fast on half the seeds
             for key in TOKENIZER_KEYS:
                 spec.metadata = [(k, v[:8] if k == key else v, t) for k, v, t in spec.metadata]
         out.append(gb.from_spec(spec, alignment=64 if i % 3 == 2 else 32))
@@ -208,10 +212,11 @@ STRUCTURAL: tuple[Callable[[gb.Header, random.Random], None], ...] = (
 BYTES: tuple[Callable[[gb.Header, random.Random], bytes], ...] = (bit_flips, truncate, field_lie)
 
 
-def mutant(seed: int, index: int) -> tuple[bytes, str]:
+def mutant(seed: int, index: int, *, tiny: bool = False) -> tuple[bytes, str]:
     """Mutant `index` of the run seeded `seed`: its bytes and the names of the mutations made."""
     rng = random.Random(seed * 1_000_003 + index)
-    h = copy(seeds()[index % len(seeds())])
+    pool = seeds(tiny)
+    h = copy(pool[index % len(pool)])
     done = []
     for _ in range(rng.choice((0, 1, 1, 1, 2, 3))):
         m = rng.choice(STRUCTURAL)
