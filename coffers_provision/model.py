@@ -9,7 +9,9 @@ file mapped.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,7 +27,22 @@ SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 4
 FIRST_READ = 1 << 20  # most headers fit in one read; a 128k-token vocabulary needs a few more
-KEEP_ARRAY_MAX = 1024  # numeric arrays up to this length are kept (per-layer head counts, ...)
+# Structural limits (docs/gguf-validity.md); numa-shard-place's gguf_parse has the same ones.
+MAX_ARRAY_DEPTH = 4  # an array of arrays of arrays of arrays, no deeper
+MAX_KEY_BYTES = 65535  # the format's own limit on a key
+MAX_NAME_BYTES = 63  # ggml's GGML_MAX_NAME is 64 with the NUL
+MIN_KV_BYTES = 13  # an empty key (8), its type (4), a one-byte value
+MIN_TENSOR_INFO_BYTES = 32  # an empty name (8), n_dims (4), one dim (8), type (4), offset (8)
+KEEP_ARRAY_MAX = 4096  # numeric arrays up to this length are kept (per-layer head counts, ...)
+KEEP_STRING_MAX = 1 << 20  # longer string values are skipped, never read
+# Ranges of the keys the planner reads: far beyond any model, so only corruption trips them.
+MAX_BLOCKS = 4096
+MAX_CONTEXT = 1 << 24
+MAX_EMBEDDING = 1 << 20
+MAX_HEADS = 16384
+MAX_HEAD_DIM = 65536
+MAX_EXPERTS = 4096
+_ARCH = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
 # Kinds, in the order tables show them.
 ATTENTION, FFN, EXPERTS, SHARED_EXPERTS, ROUTER = "attention", "ffn", "experts", "shared_experts", "router"
@@ -156,12 +173,12 @@ class ModelLayout:
 
 
 def _per_layer(value: Any, n_layers: int) -> list[int]:
-    """A per-layer list from a scalar or a per-layer array key (some models vary head counts)."""
+    """A per-layer list from a scalar or a per-layer array key (check_layout checked both)."""
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
-        return [int(v) for v in value][:n_layers]
-    return [int(value)] * n_layers
+        return list(value)[:n_layers]
+    return [value] * n_layers
 
 
 def cache_elem_bytes(cache_type: str) -> float:
@@ -204,6 +221,8 @@ def classify(name: str) -> str:
 
 
 # -- the parser -------------------------------------------------------------------
+# docs/gguf-validity.md is the definition this implements; numa-shard-place's gguf_parse
+# implements the same structural rules, and tests/test_gguf_differential.py holds them to it.
 
 _SCALARS: dict[GGUFValueType, struct.Struct] = {
     GGUFValueType.UINT8: struct.Struct("<B"),
@@ -219,112 +238,168 @@ _SCALARS: dict[GGUFValueType, struct.Struct] = {
     GGUFValueType.FLOAT64: struct.Struct("<d"),
 }
 _U32, _U64 = _SCALARS[GGUFValueType.UINT32], _SCALARS[GGUFValueType.UINT64]
+INT64_MAX = (1 << 63) - 1
+# ggml's block_q8_1 is two halves and 32 quants (36 bytes); the gguf package still says 40.
+TYPE_SIZES: dict[GGMLQuantizationType, tuple[int, int]] = {**GGML_QUANT_SIZES, GGMLQuantizationType.Q8_1: (32, 36)}
 
 
 class _Cursor:
-    """Sequential reads over `read_at`, fetching more of the file only when the parse needs it."""
+    """Sequential reads over `read_at`, fetching only the bytes the parse looks at.
+
+    The bytes held are a window [base, base + len(buf)) grown geometrically, so a long table
+    costs a few round trips; a skip far past the window (a long string or array) reads nothing,
+    and the next read starts a new window there.
+    """
 
     def __init__(self, read_at: ReadAt, size: int, source: str, first_read: int):
         self.read_at, self.size, self.source = read_at, size, source
         self.first_read = max(first_read, 64)
         self.buf = bytearray()
-        self.pos = 0
+        self.base = self.pos = self.fetched = 0
 
     def fail(self, message: str, offset: int | None = None) -> GGUFError:
         return GGUFError(message, source=self.source, offset=self.pos if offset is None else offset)
+
+    def left(self) -> int:
+        return self.size - self.pos
 
     def need(self, n: int, what: str) -> None:
         end = self.pos + n
         if end > self.size:
             raise self.fail(f"truncated: {what} needs {n} bytes, the file ends at byte {self.size}")
-        if end > len(self.buf):
-            # Grow geometrically so a long table costs a few round trips, never one per field.
-            want = min(self.size, max(end, 2 * len(self.buf), self.first_read)) - len(self.buf)
-            data = self.read_at(len(self.buf), want)
-            if len(data) != want:
-                raise self.fail(f"short read: asked {want} bytes at {len(self.buf)}, got {len(data)}", len(self.buf))
-            self.buf += data
+        have = self.base + len(self.buf)
+        if end <= have:
+            return
+        if self.pos - have > max(len(self.buf), self.first_read):  # a long skip: a new window there
+            self.base, self.buf, have = self.pos, bytearray(), self.pos
+        want = min(self.size, max(end, self.base + 2 * len(self.buf), self.base + self.first_read)) - have
+        data = self.read_at(have, want)
+        if len(data) != want:
+            raise self.fail(f"short read: asked {want} bytes at {have}, got {len(data)}", have)
+        self.buf += data
+        self.fetched += want
+
+    def take(self, n: int, what: str) -> bytes:
+        self.need(n, what)
+        at = self.pos - self.base
+        self.pos += n
+        return bytes(self.buf[at : at + n])
 
     def unpack(self, st: struct.Struct, what: str) -> Any:
         self.need(st.size, what)
-        (value,) = st.unpack_from(self.buf, self.pos)
+        (value,) = st.unpack_from(self.buf, self.pos - self.base)
         self.pos += st.size
         return value
 
-    def string(self, what: str) -> str:
+    def skip(self, n: int, what: str) -> None:
+        if n > self.left():
+            raise self.fail(f"truncated: {what} needs {n} bytes, the file ends at byte {self.size}")
+        self.pos += n
+
+    def length(self, what: str, limit: int | None = None) -> int:
+        """A string's u64 length, checked against the file (and `limit`) before anything is read."""
         start = self.pos
         n = self.unpack(_U64, what)
-        if n > self.size - self.pos:
+        if n > self.left():
             raise self.fail(f"corrupt: {what} claims {n} bytes, past the end of the file", start)
-        self.need(n, what)
-        raw = bytes(self.buf[self.pos : self.pos + n])
-        self.pos += n
+        if limit is not None and n > limit:
+            raise self.fail(f"corrupt: {what} of {n} bytes is longer than {limit}", start)
+        return n
+
+    def name(self, what: str, limit: int) -> str:
+        """A key or a tensor name: at most `limit` bytes of UTF-8."""
+        start = self.pos
+        raw = self.take(self.length(what, limit), what)
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise self.fail(f"corrupt: {what} is not UTF-8", start) from None
+            raise self.fail(f"corrupt: {what} {raw!r} is not UTF-8", start) from None
 
-    def skip(self, n: int, what: str) -> None:
-        self.need(n, what)
-        self.pos += n
-
-    def value(self, vtype: int, key: str) -> Any:
-        """One value of type `vtype`; long arrays are skipped and summarised by their length."""
+    def value(self, vtype: int, key: str, depth: int = 0) -> Any:
+        """One value of type `vtype`; long arrays and strings are skipped, summarised by their length."""
         start = self.pos
         try:
             vt = GGUFValueType(vtype)
         except ValueError:
             raise self.fail(f"corrupt: unknown value type {vtype} for key {key!r}", start - 4) from None
         if vt == GGUFValueType.STRING:
-            return self.string(f"value of {key!r}")
+            n = self.length(f"value of {key!r}")
+            if n > KEEP_STRING_MAX:
+                self.skip(n, f"value of {key!r}")
+                return _Skipped(n)
+            try:
+                return self.take(n, f"value of {key!r}").decode("utf-8")
+            except UnicodeDecodeError:  # string values need not be text; the planner reads none of these
+                return _Skipped(n)
         if vt != GGUFValueType.ARRAY:
             return self.unpack(_SCALARS[vt], f"value of {key!r}")
+        if depth >= MAX_ARRAY_DEPTH:
+            raise self.fail(f"corrupt: arrays in {key!r} nested more than {MAX_ARRAY_DEPTH} deep", start)
         item_type = self.unpack(_U32, f"array type of {key!r}")
         count = self.unpack(_U64, f"array length of {key!r}")
-        if count > self.size - self.pos:  # every element takes at least one byte
-            raise self.fail(f"corrupt: array {key!r} claims {count} elements, more than the file holds", start)
         try:
             it = GGUFValueType(item_type)
         except ValueError:
             raise self.fail(f"corrupt: unknown array element type {item_type} for key {key!r}", start) from None
+        # The smallest element: a scalar's size, a string's 8-byte length, an array's 12-byte head.
+        least = _SCALARS[it].size if it in _SCALARS else 8 if it == GGUFValueType.STRING else 12
+        if count > self.left() // least:
+            raise self.fail(f"corrupt: array {key!r} claims {count} elements, more than the file holds", start)
         if it in _SCALARS:
             st = _SCALARS[it]
             if count > KEEP_ARRAY_MAX:
                 self.skip(count * st.size, f"array {key!r}")
                 return _Skipped(count)
-            self.need(count * st.size, f"array {key!r}")
-            values = [v for (v,) in st.iter_unpack(self.buf[self.pos : self.pos + count * st.size])]
-            self.pos += count * st.size
-            return values
-        # strings or nested arrays: walk them, keep nothing
-        for _ in range(count):
+            raw = self.take(count * st.size, f"array {key!r}")
+            return [v for (v,) in st.iter_unpack(raw)]
+        for _ in range(count):  # strings or nested arrays: walk them, keep nothing
             if it == GGUFValueType.STRING:
-                n = self.unpack(_U64, f"array {key!r}")
-                if n > self.size - self.pos:
-                    raise self.fail(f"corrupt: a string in array {key!r} claims {n} bytes", self.pos - 8)
-                self.skip(n, f"array {key!r}")
+                self.skip(self.length(f"a string in array {key!r}"), f"array {key!r}")
             else:
-                self.value(it, key)
+                self.value(it, key, depth + 1)
         return _Skipped(count)
 
 
 @dataclass(frozen=True)
 class _Skipped:
-    """A long array we did not keep, only counted (a vocabulary, merges, scores)."""
+    """A value we did not keep, only measured (a vocabulary, a chat template, bytes that are not text)."""
 
     count: int
 
 
-def parse_layout(read_at: ReadAt, size: int, source: str, *, first_read: int = FIRST_READ) -> ModelLayout:
-    """Parse the header and tensor table of a GGUF file of `size` bytes read through `read_at`."""
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    type: GGMLQuantizationType
+    offset: int  # absolute offset of the data in the file
+    n_bytes: int
+    at: int  # where its tensor info starts
+
+
+@dataclass(frozen=True)
+class GGUFHeader:
+    """A structurally valid GGUF header: what every reader of the file must agree on."""
+
+    source: str
+    version: int
+    file_size: int
+    alignment: int
+    data_offset: int
+    metadata: Mapping[str, Any]  # every key; long arrays and strings as _Skipped
+    key_offsets: Mapping[str, int]  # where each key-value pair starts
+    tensors: tuple[TensorInfo, ...]  # in file order
+    bytes_read: int
+
+
+def read_header(read_at: ReadAt, size: int, source: str, *, first_read: int = FIRST_READ) -> GGUFHeader:
+    """The header and tensor table of a GGUF file of `size` bytes, checked against the format's rules."""
     cur = _Cursor(read_at, size, source, first_read)
     if size < 4:
         raise GGUFError(f"not a GGUF file: only {size} bytes", source=source)
-    cur.need(4, "magic")
-    magic = bytes(cur.buf[:4])
+    magic = cur.take(4, "magic")
     if magic != GGUF_MAGIC:
         raise GGUFError(f"not a GGUF file: magic is {magic!r}, expected {GGUF_MAGIC!r}", source=source, offset=0)
-    cur.pos = 4
     version = cur.unpack(_U32, "version")
     if version not in SUPPORTED_VERSIONS:
         if version & 0xFFFF == 0 and (version >> 24) in SUPPORTED_VERSIONS:
@@ -334,41 +409,44 @@ def parse_layout(read_at: ReadAt, size: int, source: str, *, first_read: int = F
         raise cur.fail(f"unknown GGUF version {version} (versions 2 and 3 are supported)", 4)
     n_tensors = cur.unpack(_U64, "tensor count")
     n_kv = cur.unpack(_U64, "metadata count")
-    # A tensor info takes at least 8+1+4+8+4+8 bytes and a key-value pair at least 8+1+4+1.
-    if n_tensors * 33 > size or n_kv * 14 > size:
-        raise cur.fail(f"truncated or corrupt: {n_tensors} tensors and {n_kv} keys cannot fit in {size} bytes", 8)
+    if n_kv > cur.left() // MIN_KV_BYTES:
+        raise cur.fail(f"truncated or corrupt: {n_kv} keys cannot fit in {size} bytes", 16)
 
     metadata: dict[str, Any] = {}
+    key_offsets: dict[str, int] = {}
+    alignment = DEFAULT_ALIGNMENT
     for _ in range(n_kv):
         key_at = cur.pos
-        key = cur.string("metadata key")
+        key = cur.name("metadata key", MAX_KEY_BYTES)
         vtype = cur.unpack(_U32, f"type of {key!r}")
         if key in metadata:
             raise cur.fail(f"corrupt: key {key!r} appears twice", key_at)
-        metadata[key] = cur.value(vtype, key)
+        if key == "general.alignment" and vtype != GGUFValueType.UINT32:
+            raise cur.fail(f"general.alignment has value type {vtype}, not uint32", key_at)
+        metadata[key], key_offsets[key] = cur.value(vtype, key), key_at
+        if key == "general.alignment":
+            alignment = metadata[key]
+            if alignment == 0 or alignment & (alignment - 1):
+                raise cur.fail(f"general.alignment {alignment} is not a power of two", key_at)
 
-    arch = metadata.get("general.architecture")
-    if not isinstance(arch, str) or not arch:
-        raise GGUFError("no general.architecture key: not a model file", source=source)
-    block_count = metadata.get(f"{arch}.block_count")
-    if not isinstance(block_count, int):
-        raise GGUFError(f"no {arch}.block_count key", source=source)
-    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-        raise GGUFError(f"general.alignment {alignment!r} is not a power of two", source=source)
-
+    if n_tensors > cur.left() // MIN_TENSOR_INFO_BYTES:
+        raise cur.fail(f"truncated or corrupt: {n_tensors} tensors cannot fit in {size} bytes", 8)
     infos: list[tuple[str, tuple[int, ...], GGMLQuantizationType, int, int]] = []
     seen: set[str] = set()
     for _ in range(n_tensors):
         at = cur.pos
-        name = cur.string("tensor name")
+        name = cur.name("tensor name", MAX_NAME_BYTES)
+        if "\0" in name:
+            raise cur.fail(f"corrupt: tensor name {name!r} holds a NUL byte", at)
         if name in seen:
             raise cur.fail(f"corrupt: tensor {name!r} appears twice", at)
         seen.add(name)
         n_dims = cur.unpack(_U32, f"dims of {name!r}")
         if not 1 <= n_dims <= MAX_DIMS:
-            raise cur.fail(f"corrupt: tensor {name!r} has {n_dims} dimensions", at)
+            raise cur.fail(f"corrupt: tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS})", at)
         shape = tuple(cur.unpack(_U64, f"shape of {name!r}") for _ in range(n_dims))
+        if math.prod(shape) > INT64_MAX or max(shape) > INT64_MAX:
+            raise cur.fail(f"corrupt: tensor {name!r} has too many elements {list(shape)}", at)
         raw_type = cur.unpack(_U32, f"type of {name!r}")
         try:
             qtype = GGMLQuantizationType(raw_type)
@@ -380,33 +458,122 @@ def parse_layout(read_at: ReadAt, size: int, source: str, *, first_read: int = F
     data_offset = -(-cur.pos // alignment) * alignment
     tensors = []
     for name, shape, qtype, offset, at in infos:
-        block, type_size = GGML_QUANT_SIZES[qtype]
-        n_elements = 1
-        for d in shape:
-            n_elements *= d
+        block, type_size = TYPE_SIZES[qtype]
         if shape[0] % block:
             raise GGUFError(f"corrupt: tensor {name!r} row of {shape[0]} is not a multiple of the {qtype.name} block {block}", source=source, offset=at)
-        n_bytes = n_elements // block * type_size
-        start = data_offset + offset
+        n_bytes = math.prod(shape) // block * type_size
         if offset % alignment:
             raise GGUFError(f"corrupt: tensor {name!r} data offset {offset} is not {alignment}-aligned", source=source, offset=at)
+        start = data_offset + offset
         if start + n_bytes > size:
-            raise GGUFError(f"truncated: tensor {name!r} ends at byte {start + n_bytes}, the file has {size} bytes", source=source)
-        tensors.append(Tensor(name, layer_of(name), classify(name), qtype.name, shape, n_bytes, start))
+            raise GGUFError(f"truncated: tensor {name!r} ends at byte {start + n_bytes}, the file has {size} bytes", source=source, offset=at)
+        tensors.append(TensorInfo(name, shape, qtype, start, n_bytes, at))
+    placed = sorted((t for t in tensors if t.n_bytes), key=lambda t: t.offset)
+    for a, b in zip(placed, placed[1:]):
+        if a.offset + a.n_bytes > b.offset:
+            raise GGUFError(f"corrupt: tensors {a.name!r} and {b.name!r} overlap", source=source, offset=b.at)
+    return GGUFHeader(source, version, size, alignment, data_offset, metadata, key_offsets, tuple(tensors), cur.fetched)
 
-    kept = {k: v for k, v in metadata.items() if not isinstance(v, _Skipped)}
+
+# -- the planner's metadata ---------------------------------------------------------
+
+
+class GGUFMetadataError(GGUFError):
+    """A well-formed file whose metadata the planner cannot use (a key's type or range is wrong)."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _describe(v: Any) -> str:
+    if isinstance(v, _Skipped):
+        return f"a value of {v.count} elements or bytes"
+    if isinstance(v, list):
+        return f"[{', '.join(map(repr, v[:4]))}{', ...' if len(v) > 4 else ''}] ({len(v)} values)"
+    return repr(v)
+
+
+def check_layout(h: GGUFHeader) -> ModelLayout:
+    """The layout of a well-formed header whose planner keys have the types and ranges they must.
+
+    Each error names the key, where it is in the file, and the value found (docs/gguf-validity.md).
+    """
+
+    def fail(key: str, value: Any, expected: str) -> GGUFMetadataError:
+        return GGUFMetadataError(f"{key} is {_describe(value)}; expected {expected}", source=h.source, offset=h.key_offsets.get(key))
+
+    arch = h.metadata.get("general.architecture")
+    if arch is None:
+        raise GGUFMetadataError("no general.architecture key: not a model file", source=h.source)
+    if not isinstance(arch, str) or not _ARCH.match(arch):
+        raise fail("general.architecture", arch, "a name of 1 to 64 letters, digits, '_' or '-'")
+
+    def integer(name: str, lo: int, hi: int, *, required: bool = False) -> int | None:
+        key = f"{arch}.{name}"
+        if key not in h.metadata:
+            if required:
+                raise GGUFMetadataError(f"no {key} key", source=h.source)
+            return None
+        v = h.metadata[key]
+        if not _is_int(v) or not lo <= v <= hi:
+            raise fail(key, v, f"an integer in {lo}..{hi}")
+        return v
+
+    def per_layer(name: str, tops: list[int]) -> list[int] | None:
+        """A scalar, or one value per block (hybrid models vary head counts); block i's value in 0..tops[i]."""
+        key = f"{arch}.{name}"
+        if key not in h.metadata:
+            return None
+        v = h.metadata[key]
+        if _is_int(v):
+            values = [v] * len(tops)
+        elif isinstance(v, list) and len(v) == len(tops) and all(map(_is_int, v)):
+            values = v
+        else:
+            raise fail(key, v, f"an integer, or {len(tops)} integers (one per block)")
+        for i, (x, top) in enumerate(zip(values, tops)):
+            if not 0 <= x <= top:
+                raise fail(key, v, f"{'an integer' if _is_int(v) else f'block {i}: an integer'} in 0..{top}")
+        return values
+
+    n_blocks = integer("block_count", 1, MAX_BLOCKS, required=True) or 0
+    integer("context_length", 1, MAX_CONTEXT)
+    integer("embedding_length", 1, MAX_EMBEDDING)
+    for name in ("attention.key_length", "attention.value_length", "attention.kv_lora_rank"):
+        integer(name, 1, MAX_HEAD_DIM)
+    integer("rope.dimension_count", 0, MAX_HEAD_DIM)
+    heads = per_layer("attention.head_count", [MAX_HEADS] * n_blocks)
+    per_layer("attention.head_count_kv", heads or [MAX_HEADS] * n_blocks)  # grouped-query: never more than heads
+    experts = integer("expert_count", 0, MAX_EXPERTS)
+    integer("expert_used_count", 0, experts if experts is not None else MAX_EXPERTS)
+    integer("expert_shared_count", 0, MAX_EXPERTS)
+    integer("leading_dense_block_count", 0, n_blocks)
+
+    tensors = []
+    for t in h.tensors:
+        layer = layer_of(t.name)
+        if layer is not None and layer >= n_blocks:
+            raise GGUFMetadataError(f"tensor {t.name!r} is in layer {layer}, but {arch}.block_count is {n_blocks}", source=h.source, offset=t.at)
+        tensors.append(Tensor(t.name, layer, classify(t.name), t.type.name, t.shape, t.n_bytes, t.offset))
+    kept = {k: v for k, v in h.metadata.items() if not isinstance(v, _Skipped)}
     return ModelLayout(
-        source=source,
+        source=h.source,
         architecture=arch,
-        version=version,
-        file_size=size,
-        alignment=alignment,
-        data_offset=data_offset,
-        block_count=block_count,
+        version=h.version,
+        file_size=h.file_size,
+        alignment=h.alignment,
+        data_offset=h.data_offset,
+        block_count=n_blocks,
         tensors=tuple(tensors),
         metadata=kept,
-        header_bytes_read=len(cur.buf),
+        header_bytes_read=h.bytes_read,
     )
+
+
+def parse_layout(read_at: ReadAt, size: int, source: str, *, first_read: int = FIRST_READ) -> ModelLayout:
+    """Parse and check the header and tensor table of a GGUF file of `size` bytes read through `read_at`."""
+    return check_layout(read_header(read_at, size, source, first_read=first_read))
 
 
 def read_layout(path: str | os.PathLike[str], *, first_read: int = FIRST_READ) -> ModelLayout:

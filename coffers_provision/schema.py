@@ -95,7 +95,12 @@ def load_yaml(path: str | Path, text: str | None = None, *, loader: type[yaml.Sa
             raise YamlError(Diagnostic(file, 1, 1, "$", f"cannot read: {e.strerror}")) from None
         except UnicodeDecodeError:
             raise YamlError(Diagnostic(file, 1, 1, "$", "not UTF-8 text")) from None
-    loader = loader(text)
+    try:
+        loader = loader(text)
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, most controls)
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - text.rfind("\n", 0, e.position)
+        raise YamlError(Diagnostic(file, line, col, "$", f"YAML error: character {e.character:#06x} is not allowed in YAML")) from None
     located = Located(file=file, data=None)
     try:
         node = loader.get_single_node()

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import random
+import subprocess
+import tempfile
+from dataclasses import replace
+from pathlib import Path
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from coffers_provision import shardmap
-from coffers_provision.model import ModelLayout, Tensor, classify
+from coffers_provision.facts.numa import write_sysfs
+from coffers_provision.model import GGUFError, ModelLayout, Tensor, classify, parse_layout
+from coffers_provision.modelgen import arch_spec
 from coffers_provision.planner import MiB, Bench, PlanError, Policy, plan
 from coffers_provision.topology import Node, Topology
+from tests import ggufbytes as gb
+from tests import ggufmutate as gm
+from tests.c.nativebuild import PLACE, build
 
 
 @st.composite
@@ -184,3 +196,52 @@ def test_every_strategy_fits_when_memory_is_plenty(topo, lay, strategy):
         for n in attached:
             assert p.node_bytes.get(n, 0) <= share + biggest + layerless
         assert set(p.node_bytes) <= set(attached)
+
+
+# -- from real headers: the reader, the planner and the C parser in one chain ---------------
+
+
+@st.composite
+def gguf_files(draw) -> bytes:
+    """A real header of some architecture and size, perhaps mutated once (most mutants are refused)."""
+    arch = draw(st.sampled_from(gm.SEED_ARCHS))
+    dims = replace(gm.SMALL, n_layers=draw(st.integers(1, 12)), dim=draw(st.sampled_from([32, 64])))
+    h = gb.from_spec(arch_spec(arch, dims), alignment=draw(st.sampled_from([32, 64, 4096])))
+    if draw(st.booleans()):
+        draw(st.sampled_from(gm.STRUCTURAL))(h, random.Random(draw(st.integers(0, 2**32))))
+    return h.to_bytes()
+
+
+def c_nodes(model: bytes, smap: str, topo: Topology) -> dict[str, int]:
+    """numa-shard-place --plan --json's node for every tensor, on a node tree written for `topo`."""
+    with tempfile.TemporaryDirectory() as d:
+        write_sysfs(topo, Path(d) / "node")
+        (Path(d) / "m.gguf").write_bytes(model)
+        env = {k: v for k, v in os.environ.items() if k != "GGML_NUMA_SHARD_MAP"} | {"GGML_NUMA_SHARD_SYSFS": str(Path(d) / "node")}
+        proc = subprocess.run([str(build(PLACE)), "--plan", "--json", "--map", smap, str(Path(d) / "m.gguf")],
+                              capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, (smap, proc.stderr)
+    return {t["name"]: t["node"] for t in json.loads(proc.stdout)["tensors"]}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_accepted_headers_plan_or_refuse_and_c_places_every_tensor_where_the_plan_says(data):
+    model = data.draw(gguf_files())
+    try:
+        lay = parse_layout(lambda off, n: model[off : off + n], len(model), "m.gguf")
+    except GGUFError:
+        return  # refused, with a message (tests/test_gguf_validity.py checks those)
+    topo = data.draw(topologies())
+    policy = data.draw(policies(topo))
+    try:
+        p = plan(topo, lay, None, policy)  # anything but a Plan or a PlanError is a failure here
+    except PlanError:
+        return
+    memory = sorted(n.id for n in topo.nodes if n.size_mb)
+    if p.strategy == "shard":
+        assert c_nodes(model, p.shard_map, topo) == dict(p.tensor_nodes())
+    elif p.strategy == "replicate":
+        inst = data.draw(st.sampled_from(p.instances))
+        assert set(c_nodes(model, inst.shard_map, topo).values()) == set(inst.memory_nodes)
+    assert set(memory) >= set(p.node_bytes)

@@ -93,8 +93,8 @@ def read_bench(path: str) -> Bench:
         return Bench.from_json(json.loads(Path(path).read_text()))
     except json.JSONDecodeError as e:
         raise PolicyError(f"{path}:{e.lineno}:{e.colno}: not JSON: {e.msg}") from None
-    except (ValueError, AttributeError, TypeError) as e:
-        raise PolicyError(f"{path}: {e}") from None
+    except (ValueError, AttributeError, TypeError, KeyError, IndexError) as e:
+        raise PolicyError(f"{path}: not a bench result this version reads: {type(e).__name__}: {e}") from None
 
 
 @cache

@@ -1,5 +1,7 @@
-"""Write the fuzzers' seed corpus (tests/c/corpus/): small GGUF files made with gguf.GGUFWriter
-and example maps. Run it again after changing it; the files are committed."""
+"""Write the fuzzers' seed corpus (tests/c/corpus/): small GGUF files made with gguf.GGUFWriter,
+the tiny seeds of tests/ggufmutate.py and one mutant of each kind of mutation, and example maps.
+The GGUF files are also the CI regression set of tests/test_gguf_corpus.py. Run it again after
+changing it (`python -m tests.c.make_corpus` from the repository root); the files are committed."""
 
 from __future__ import annotations
 
@@ -45,6 +47,30 @@ def write_gguf(path: Path, version_note: str, *, quant: bool, alignment: int | N
     w.close()
 
 
+MUTANTS_PER_KIND = 3  # bounded: the corpus stays well under 1 MiB
+
+
+def write_mutants(out: Path) -> None:
+    """Each tiny seed, then the first mutants of the regression seed that exercise each mutation."""
+    from tests import ggufmutate
+
+    for i, h in enumerate(ggufmutate.seeds(tiny=True)):
+        (out / f"seed-{ggufmutate.SEED_ARCHS[i]}.gguf").write_bytes(h.to_bytes())
+    kinds = [m.__name__ for m in ggufmutate.STRUCTURAL + ggufmutate.BYTES]
+    taken = dict.fromkeys(kinds, 0)
+    for i in range(5000):
+        data, how = ggufmutate.mutant(CORPUS_SEED, i, tiny=True)
+        kind = how.split("+")[0]
+        if taken[kind] < MUTANTS_PER_KIND:
+            taken[kind] += 1
+            (out / f"mutant-{i:04d}-{kind}.gguf").write_bytes(data)
+        if min(taken.values()) >= MUTANTS_PER_KIND:
+            break
+
+
+CORPUS_SEED = 2024
+
+
 def main() -> None:
     (CORPUS / "map").mkdir(parents=True, exist_ok=True)
     (CORPUS / "gguf").mkdir(parents=True, exist_ok=True)
@@ -52,6 +78,7 @@ def main() -> None:
         (CORPUS / "map" / name).write_text(text)
     write_gguf(CORPUS / "gguf" / "f16.gguf", "f16", quant=False, alignment=None)
     write_gguf(CORPUS / "gguf" / "q8_0-align64.gguf", "q8", quant=True, alignment=64)
+    write_mutants(CORPUS / "gguf")
 
 
 if __name__ == "__main__":

@@ -356,17 +356,22 @@ GGML_NUMA_SHARD_API void ggml_numa_shard_map_free(ggml_numa_shard_map *map) {
     map->any_node = -1;
 }
 
+GNS_INTERNAL char gns_printable(char c) { return (unsigned char)c < 0x20 || c == 0x7f ? '?' : c; }
+
 /* Report a bad rule: the message names its position and text (shortened when long). */
 GNS_PRINTF(6, 7) GNS_INTERNAL int gns_map_fail(char *err, size_t err_size, size_t *err_pos, const char *text,
                                                const ggml_numa_shard_rule *r, const char *fmt, ...) {
-    char why[256];
+    char why[256], rule[64];
     va_list ap;
-    int shown = r->len > 60 ? 57 : (int)r->len;
+    int shown = r->len > 60 ? 57 : (int)r->len, i;
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    gns_format(err, err_size, "GGML_NUMA_SHARD_MAP position %lu ('%.*s%s'): %s", (unsigned long)r->pos, shown,
-               text + r->pos - 1, r->len > 60 ? "..." : "", why);
+    /* Control characters shown as '?': the message stays one line, whatever the map holds. */
+    for (i = 0; i < shown; i++) rule[i] = gns_printable(text[r->pos - 1 + (size_t)i]);
+    for (i = 0; why[i]; i++) why[i] = gns_printable(why[i]);
+    gns_format(err, err_size, "GGML_NUMA_SHARD_MAP position %lu ('%.*s%s'): %s", (unsigned long)r->pos, shown, rule,
+               r->len > 60 ? "..." : "", why);
     if (err_pos) *err_pos = r->pos;
     return -1;
 }

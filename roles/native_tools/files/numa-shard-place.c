@@ -51,6 +51,7 @@
 #define GGUF_MAX_DIMS 4
 #define GGUF_MAX_NAME 64 /* names this long or longer are rejected by the loader too */
 #define GGUF_MAX_ARRAY_DEPTH 4
+#define GGUF_MAX_KEY 65535 /* the format's limit on a key */
 
 /* Block size (elements) and block bytes of each ggml type id; 0 for ids no longer in use. */
 static const struct { const char *name; unsigned block, bytes; } ggml_types[] = {
@@ -180,6 +181,36 @@ static int cmp_name(const void *a, const void *b) {
     return strcmp(((const gguf_tensor *)a)->name, ((const gguf_tensor *)b)->name);
 }
 
+/* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF), as Python decodes it. */
+static int gguf_utf8_ok(const unsigned char *s, uint64_t n) {
+    uint64_t i = 0;
+    while (i < n) {
+        unsigned c = s[i], len, k;
+        unsigned lo = 0x80, hi = 0xBF; /* the second byte's range */
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) len = 2;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        else return 0;
+        if (len > n - i) return 0;
+        if (s[i + 1] < lo || s[i + 1] > hi) return 0;
+        for (k = 2; k < len; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+typedef struct gguf_key { const unsigned char *s; uint64_t n, at; } gguf_key;
+
+static int cmp_key(const void *a, const void *b) {
+    const gguf_key *x = (const gguf_key *)a, *y = (const gguf_key *)b;
+    int c = memcmp(x->s, y->s, (size_t)(x->n < y->n ? x->n : y->n));
+    if (c) return c;
+    if (x->n != y->n) return (x->n > y->n) - (x->n < y->n);
+    return (x->at > y->at) - (x->at < y->at); /* a duplicate is reported where it appears again */
+}
+
 static __attribute__((unused)) void gguf_free(gguf_file *f) {
     free(f->tensors);
     memset(f, 0, sizeof *f);
@@ -189,8 +220,10 @@ static __attribute__((unused)) void gguf_free(gguf_file *f) {
    offset and lie inside the file without overlapping. Returns 0, or -1 with a message. */
 static __attribute__((unused)) int gguf_parse(const unsigned char *buf, uint64_t len, gguf_file *f, char *err, size_t err_size) {
     reader r;
-    uint64_t i, j;
+    uint64_t i, j, n_keys = 0, keys_cap = 0;
     gguf_tensor *sorted = NULL;
+    gguf_key *keys = NULL;
+    const gguf_tensor *prev = NULL;
     memset(f, 0, sizeof *f);
     r.p = buf;
     r.len = len;
@@ -215,24 +248,61 @@ static __attribute__((unused)) int gguf_parse(const unsigned char *buf, uint64_t
                     (unsigned long long)len);
     for (i = 0; i < f->n_kv; i++) {
         const unsigned char *key;
-        uint64_t key_len;
+        uint64_t key_len, key_at = r.pos;
         uint32_t type;
-        if (rd_str(&r, &key, &key_len, "a key") || rd_u32(&r, &type, "a value type")) return -1;
+        if (rd_str(&r, &key, &key_len, "a key")) goto bad;
+        if (key_len > GGUF_MAX_KEY || !gguf_utf8_ok(key, key_len)) {
+            r.pos = key_at;
+            fail(&r, key_len > GGUF_MAX_KEY ? "a key of %llu bytes (the limit is %d)" : "a key of %llu bytes is not UTF-8",
+                 (unsigned long long)key_len, GGUF_MAX_KEY);
+            goto bad;
+        }
+        if (n_keys == keys_cap) { /* grows with the keys really there, never with the claimed count */
+            gguf_key *grown = (gguf_key *)realloc(keys, (keys_cap = keys_cap ? 2 * keys_cap : 64) * sizeof *keys);
+            if (!grown) {
+                fail(&r, "out of memory");
+                goto bad;
+            }
+            keys = grown;
+        }
+        keys[n_keys].s = key;
+        keys[n_keys].n = key_len;
+        keys[n_keys++].at = key_at;
+        if (rd_u32(&r, &type, "a value type")) goto bad;
         if (key_len == 17 && memcmp(key, "general.alignment", 17) == 0) {
             uint32_t a;
-            if (type != 4) return fail(&r, "general.alignment has value type %u, not uint32", type);
-            if (rd_u32(&r, &a, "general.alignment")) return -1;
-            if (a == 0 || (a & (a - 1)) != 0) return fail(&r, "general.alignment %u is not a power of two", a);
+            if (type != 4) {
+                fail(&r, "general.alignment has value type %u, not uint32", type);
+                goto bad;
+            }
+            if (rd_u32(&r, &a, "general.alignment")) goto bad;
+            if (a == 0 || (a & (a - 1)) != 0) {
+                fail(&r, "general.alignment %u is not a power of two", a);
+                goto bad;
+            }
             f->alignment = a;
         } else if (skip_value(&r, type, 0)) {
-            return -1;
+            goto bad;
         }
     }
-    if (f->n_tensors > (len - r.pos) / 32) /* a tensor info takes 32 bytes or more */
-        return fail(&r, "%llu tensors cannot fit in a %llu-byte file", (unsigned long long)f->n_tensors,
-                    (unsigned long long)len);
+    if (n_keys) qsort(keys, (size_t)n_keys, sizeof *keys, cmp_key);
+    for (i = 1; i < n_keys; i++)
+        if (keys[i].n == keys[i - 1].n && memcmp(keys[i].s, keys[i - 1].s, (size_t)keys[i].n) == 0) {
+            r.pos = keys[i].at;
+            fail(&r, "key '%.*s' appears twice", (int)(keys[i].n < 200 ? keys[i].n : 200), (const char *)keys[i].s);
+            goto bad;
+        }
+    free(keys);
+    keys = NULL;
+    if (f->n_tensors > (len - r.pos) / 32) { /* a tensor info takes 32 bytes or more */
+        fail(&r, "%llu tensors cannot fit in a %llu-byte file", (unsigned long long)f->n_tensors, (unsigned long long)len);
+        goto bad;
+    }
     f->tensors = (gguf_tensor *)calloc(f->n_tensors ? (size_t)f->n_tensors : 1, sizeof *f->tensors);
-    if (!f->tensors) return fail(&r, "out of memory");
+    if (!f->tensors) {
+        fail(&r, "out of memory");
+        goto bad;
+    }
     for (i = 0; i < f->n_tensors; i++) {
         gguf_tensor *t = &f->tensors[i];
         const unsigned char *name;
@@ -246,10 +316,16 @@ static __attribute__((unused)) int gguf_parse(const unsigned char *buf, uint64_t
             fail(&r, "tensor name holds a NUL byte");
             goto bad;
         }
+        if (!gguf_utf8_ok(name, name_len)) {
+            r.pos -= name_len + 8;
+            fail(&r, "tensor name of %llu bytes is not UTF-8", (unsigned long long)name_len);
+            goto bad;
+        }
         memcpy(t->name, name, (size_t)name_len);
         if (rd_u32(&r, &t->n_dims, "a dimension count")) goto bad;
-        if (t->n_dims > GGUF_MAX_DIMS) {
-            fail(&r, "tensor '%s' has %u dimensions (at most %d)", t->name, t->n_dims, GGUF_MAX_DIMS);
+        if (t->n_dims == 0 || t->n_dims > GGUF_MAX_DIMS) {
+            fail(&r, "tensor '%s' has %u dimensions (%s %d)", t->name, t->n_dims, t->n_dims ? "at most" : "at least",
+                 t->n_dims ? GGUF_MAX_DIMS : 1);
             goto bad;
         }
         for (j = 0; j < GGUF_MAX_DIMS; j++) t->dims[j] = 1;
@@ -311,16 +387,19 @@ static __attribute__((unused)) int gguf_parse(const unsigned char *buf, uint64_t
     free(sorted);
     sorted = NULL;
     qsort(f->tensors, (size_t)f->n_tensors, sizeof *f->tensors, cmp_offset);
-    for (i = 1; i < f->n_tensors; i++) {
-        const gguf_tensor *a = &f->tensors[i - 1], *b = &f->tensors[i];
-        if (a->offset + a->size > b->offset && a->size && b->size) {
+    for (i = 0; i < f->n_tensors; i++) { /* against the last tensor with bytes: empty ones overlap nothing */
+        const gguf_tensor *b = &f->tensors[i];
+        if (!b->size) continue;
+        if (prev && prev->offset + prev->size > b->offset) {
             r.pos = b->offset;
-            fail(&r, "tensors '%s' and '%s' overlap", a->name, b->name);
+            fail(&r, "tensors '%s' and '%s' overlap", prev->name, b->name);
             goto bad;
         }
+        prev = b;
     }
     return 0;
 bad:
+    free(keys);
     free(sorted);
     gguf_free(f);
     return -1;
