@@ -51,8 +51,8 @@ def cli(lab: dict, tmp: Path, *args: str) -> tuple[int, dict]:
         raise AssertionError(f"rc {proc.returncode}: {proc.stdout}\n{proc.stderr}") from None
 
 
-def apply(lab: dict, tmp: Path, guest: str, **coffers) -> dict:
-    rc, recap = cli(lab, tmp, "apply", str(inventory(tmp, **coffers)), "--limit", guest, "--facts-dir", str(tmp / "facts"))
+def apply(lab: dict, tmp: Path, guest: str, *flags: str, **coffers) -> dict:
+    rc, recap = cli(lab, tmp, "apply", str(inventory(tmp, **coffers)), "--limit", guest, "--facts-dir", str(tmp / "facts"), *flags)
     serving = [t for t in recap["hosts"][guest]["tasks"] if t["role"] == "serving"]
     assert rc == 0, [t["message"] for t in recap["hosts"][guest]["tasks"] if t["status"] == "failed"] or recap
     assert serving and all(t["status"] == "ok" for t in serving), serving  # apply asked the server itself
@@ -94,16 +94,39 @@ def test_interleave_spreads_the_servers_model_pages_evenly(lab: dict, guests: di
     apply(lab, tmp, "lab4", strategy="interleave")
     conn = guests["lab4"]
     (pid,) = main_pids(conn).values()
-    pages: dict[int, int] = {}
-    for m in numa_maps(conn, pid):
-        if m["file"] == guestops.MODEL:
-            for n, c in m["nodes"].items():
-                pages[n] = pages.get(n, 0) + c
+    pages = model_pages(conn, pid)
     total = sum(pages.values())
     assert total > 1000, pages
     memory_nodes = [0, 1, 2, 3]
     for n in memory_nodes:
         assert abs(pages.get(n, 0) / total - 1 / len(memory_nodes)) <= SHARE_TOLERANCE, (n, pages)
+
+
+def model_pages(conn, pid: int) -> dict[int, int]:  # type: ignore[no-untyped-def]
+    pages: dict[int, int] = {}
+    for m in numa_maps(conn, pid):
+        if m["file"] == guestops.MODEL:
+            for n, c in m["nodes"].items():
+                pages[n] = pages.get(n, 0) + c
+    return pages
+
+
+def test_weighted_interleave_follows_the_measured_weights(lab: dict, guests: dict, tmp: Path) -> None:
+    """Weights come from a bench run of the guest; the server's model pages follow them."""
+    rc, _ = cli(lab, tmp, "bench", str(inventory(tmp)), "--limit", "lab4", "--results", str(tmp / "bench"),
+                "--size-mb", "16", "--iterations", "2", "--facts-dir", str(tmp / "facts"))
+    assert rc == 0
+    apply(lab, tmp, "lab4", "--bench-results", str(tmp / "bench"), strategy="weighted-interleave")
+    conn = guests["lab4"]
+    deployed = json.loads(conn.run(["cat", "/var/lib/coffers/deployment.json"]).stdout)
+    pre = deployed["services"][0]["pre"][0]
+    weights = {int(n): int(w) for n, w in (p.split(":") for p in pre[pre.index("--weights") + 1].split(","))}
+    (pid,) = main_pids(conn).values()
+    pages = model_pages(conn, pid)
+    total = sum(pages.values())
+    assert total > 1000, pages
+    for n, w in weights.items():
+        assert abs(pages.get(n, 0) / total - w / sum(weights.values())) <= SHARE_TOLERANCE, (n, weights, pages)
 
 
 def test_replicate_gives_each_instance_its_own_copy_on_its_node(lab: dict, guests: dict, tmp: Path) -> None:
