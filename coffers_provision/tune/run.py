@@ -160,7 +160,8 @@ def tune_host(host: Host, conn: Connector, play: Play, s: TuneSettings, run_id: 
     report = TuneReport(host.name)
     report.install = apply_host(host, conn, play, s.apply)  # tools, model and llama-server in place
     if report.install.failed or report.install.error:
-        report.error = report.install.error or "the first apply failed; nothing was measured (see its tasks)"
+        failed = [f"{t.role}/{t.task}: {t.message}" for t in report.install.results if t.status.value == "failed"]
+        report.error = report.install.error or "the first apply failed, nothing was measured: " + "; ".join(failed)
         return report
     facts, _ = load_or_probe(host, conn, facts_dir=s.apply.facts_dir)
     current, src = deployment_for(host, facts, conn, s.apply.sources)
