@@ -10,12 +10,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from coffers_provision.connect import BecomeError, ConnectOptions, open_connector
+from coffers_provision.connect import BecomeError, CommandTimeout, ConnectOptions, open_connector
 from coffers_provision.inventory import load_inventory
 from tests.fleet.fleet import DEFAULT_SPECS, SudoUser
 from tests.test_apply_fleet import MANAGED, REPO, changed, prepare, trees
@@ -75,6 +76,13 @@ def test_connector_runs_writes_and_reads_through_sudo(make_fleet):
         assert c.stat("/root/.no-such-file") is None
         with pytest.raises(FileNotFoundError):
             c.read("/root/.no-such-file")
+        # the host's timeout runs inside sudo, so it can stop a root command
+        with pytest.raises(CommandTimeout, match="sleep 37.5$"):
+            c.run("sleep 37.5", timeout=1)
+        deadline = time.monotonic() + 30
+        while h.run_inside("pgrep -f '^sleep 37.5$'").returncode == 0:
+            assert time.monotonic() < deadline, "the timed-out command still runs as root"
+            time.sleep(0.2)
     out = h.run_inside(f"stat -c '%U %a' {path!r}; ls -a /etc/systemd/system")
     assert out.stdout.startswith("root 640\n") and ".coffers-" not in out.stdout
     assert not Path(CANARY).exists() and not h.inside(CANARY).exists()

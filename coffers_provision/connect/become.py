@@ -21,7 +21,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HostError
-from .base import Command, Connector, FileStat, Result, to_shell
+from .base import Command, CommandTimeout, Connector, FileStat, Result, timed_line, to_shell
 
 if TYPE_CHECKING:
     from ..inventory.connection import Become
@@ -75,7 +75,13 @@ class BecomeConnector(Connector):
         return self._password.encode() + b"\n" + (data or b"")
 
     def run(self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None) -> Result:
-        return self.inner.run([*self._prefix, to_shell(command)], timeout=timeout, stdin=self._stdin(stdin))
+        # The host's `timeout` must run inside sudo: as the login user it may not signal sudo.
+        timeout = self.inner.command_timeout if timeout is None else timeout
+        line = to_shell(command)
+        try:
+            return self.inner.run([*self._prefix, timed_line(line, timeout)], timeout=timeout, stdin=self._stdin(stdin))
+        except CommandTimeout:
+            raise CommandTimeout(f"{self.host}: command timed out after {timeout:g}s: {line[:200]}") from None
 
     def _script(self, script: str, *args: str, stdin: bytes | None = None) -> Result:
         return self.inner.run([*self._prefix, script, "sh", *args], stdin=self._stdin(stdin))
