@@ -1,7 +1,8 @@
 """Connecting to hosts: `open_connector(host, options)` and a per-run `ConnectionPool`.
 
 `ssh` hosts get an SSHConnector (paramiko); `local` hosts a LocalConnector. Where an
-SSH host lives is read from its inventory vars first, then from `~/.ssh/config`.
+SSH host lives is read from its inventory vars first, then from `~/.ssh/config`. A host
+with `ansible_become` gets its login wrapped in a BecomeConnector (sudo on the host).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from .base import CommandTimeout, ConnectError, Connector, FileStat, HostKeyError, Result, to_shell
+from .become import BecomeConnector, BecomeError
 from .hostkeys import KnownHosts, default_known_hosts
 from .local import LocalConnector
 from .ssh import SSHConnector, SSHTarget, parse_jump, ssh_config_lookup
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from ..inventory import Host
 
 __all__ = [
-    "CommandTimeout", "ConnectError", "Connector", "FileStat", "HostKeyError", "Result", "to_shell",
+    "BecomeConnector", "BecomeError", "CommandTimeout", "ConnectError", "Connector", "FileStat", "HostKeyError", "Result", "to_shell",
     "ConnectOptions", "ConnectionPool", "open_connector", "ssh_target",
 ]  # fmt: skip
 
@@ -105,14 +107,23 @@ def _open_ssh(target: SSHTarget, jump: str | None, options: ConnectOptions, jump
 
 
 def open_connector(host: Host, options: ConnectOptions | None = None) -> Connector:
-    """A live connection to `host`; raises ConnectError (HostKeyError) when it is unreachable."""
-    options = options or ConnectOptions()
+    """A live connection to `host`; raises ConnectError (HostKeyError) when it is unreachable,
+    BecomeError when the host escalates and sudo refuses."""
+    return _escalate(host, _login(host, options or ConnectOptions(), None))
+
+
+def _login(host: Host, options: ConnectOptions, jumps: _Jumps | None) -> Connector:
     if host.connection == "local":
         return LocalConnector(host.name)
     if host.connection != "ssh":
         raise ConnectError(f"{host.name}: unsupported connection type {host.connection!r} (use ssh or local)")
     target, jump = ssh_target(host, options)
-    return _open_ssh(target, jump, options, None)
+    return _open_ssh(target, jump, options, jumps)
+
+
+def _escalate(host: Host, conn: Connector) -> Connector:
+    """The login itself, or (ansible_become) the login through sudo, checked once now."""
+    return conn if host.become is None else BecomeConnector.open(conn, host.become)
 
 
 class _Jumps:
@@ -151,11 +162,7 @@ class ConnectionPool:
             lock = self._host_locks.setdefault(host.name, threading.Lock())
         with lock:
             if host.name not in self._conns:
-                if host.connection == "ssh":
-                    target, jump = ssh_target(host, self.options)
-                    self._conns[host.name] = _open_ssh(target, jump, self.options, self._jumps)
-                else:
-                    self._conns[host.name] = open_connector(host, self.options)
+                self._conns[host.name] = _escalate(host, _login(host, self.options, self._jumps))
             return self._conns[host.name]
 
     def release(self, host: Host) -> None:

@@ -55,10 +55,24 @@ def to_shell(command: Command) -> str:
     return command if isinstance(command, str) else shlex.join(command)
 
 
+def timed_line(line: str, timeout: float | None) -> str:
+    """What the host runs: `/bin/sh -c LINE`, so LINE means the same on every host.
+
+    With a timeout, coreutils `timeout` (when the host has it) kills the command's whole
+    process group a second after we stop waiting, so nothing keeps running behind us.
+    """
+    sh = f"/bin/sh -c {shlex.quote(line)}"
+    if timeout is None:
+        return f"exec {sh}"
+    limit = f"{timeout + 1:.3f}"
+    return f"if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {limit} {sh}; else exec {sh}; fi"
+
+
 class Connector(ABC):
     """One live connection to one host, reused for every command and transfer of a run."""
 
     host: str
+    command_timeout: float | None = None  # for run() calls that give none
 
     @abstractmethod
     def run(self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None) -> Result:

@@ -13,7 +13,6 @@ import getpass
 import posixpath
 import secrets
 import select
-import shlex
 import socket
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from .base import (
     FileStat,
     HostKeyError,
     Result,
+    timed_line,
     to_shell,
 )
 from .hostkeys import KnownHosts, host_entry_name, policy
@@ -127,7 +127,7 @@ class SSHConnector(Connector):
         timeout = self.command_timeout if timeout is None else timeout
         try:
             chan = self._transport().open_session(timeout=30)
-            chan.exec_command(_remote_line(line, timeout))
+            chan.exec_command(timed_line(line, timeout))
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
@@ -278,19 +278,6 @@ def _plain(e: BaseException) -> str:
     if isinstance(e, ConnectionRefusedError):
         return "connection refused"
     return str(e) or type(e).__name__
-
-
-def _remote_line(line: str, timeout: float | None) -> str:
-    """What the login shell runs: `/bin/sh -c LINE`, so LINE means the same on every host.
-
-    With a timeout, coreutils `timeout` (when the host has it) kills the command's whole
-    process group a second after we stop waiting, so nothing keeps running behind us.
-    """
-    sh = f"/bin/sh -c {shlex.quote(line)}"
-    if timeout is None:
-        return f"exec {sh}"
-    limit = f"{timeout + 1:.3f}"
-    return f"if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {limit} {sh}; else exec {sh}; fi"
 
 
 def _collect(chan: paramiko.Channel, host: str, line: str, timeout: float | None) -> Result:

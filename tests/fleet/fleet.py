@@ -14,6 +14,9 @@ port. Inside that namespace:
   (facts.numa.write_sysfs), `/sys/devices/system/cpu` a CPU tree matching it
   (packages, cores, SMT siblings, caches), and `/proc/cpuinfo` names the host's model.
 
+With `users=` (SudoUser records) every host also has ordinary login users with sudoers
+rules (`/etc` and `/home` overlaid too), for privilege escalation tests.
+
 What stays the machine's own: the kernel (`uname`, /proc/sys), systemd, gcc, the disk.
 Every process the fleet starts is stopped by PID (`Fleet.stop`), including the
 per-connection sshd children still living in a host's namespace.
@@ -65,6 +68,24 @@ class HostSpec:
     def topology(self) -> Topology:
         path = FIXTURES / f"{self.fixture}.txt"
         return parse_numactl(path.read_text(), source=str(path))
+
+
+@dataclass(frozen=True)
+class SudoUser:
+    """A non-root login on every host of a fleet: the fleet's client key, a password set with
+    chpasswd, and `/etc/sudoers.d/` allowing it everything as any user (without a password
+    when `nopasswd`)."""
+
+    name: str
+    password: str = field(repr=False)
+    nopasswd: bool = False
+
+    def sudoers(self) -> str:
+        return f"{self.name} ALL=(ALL:ALL) {'NOPASSWD: ' if self.nopasswd else ''}ALL\n"
+
+
+# Only where a fleet has users: their accounts, homes and sudoers rules stay in the host.
+USER_OVERLAID = ("/etc", "/home")
 
 
 # Distinct shapes: sparse ids + memory-only GPU nodes, 8 nodes, CXL memory-only nodes,
@@ -252,14 +273,15 @@ def _keygen(path: Path) -> None:
 class Fleet:
     """Start with `Fleet.start_new(n)`; stop with `stop()`. Records sit in `hosts`."""
 
-    def __init__(self, state: Path, hosts: list[FleetHost], client_key: Path):
-        self.state, self.hosts, self.client_key = state, hosts, client_key
+    def __init__(self, state: Path, hosts: list[FleetHost], client_key: Path, users: tuple[SudoUser, ...] = ()):
+        self.state, self.hosts, self.client_key, self.users = state, hosts, client_key, users
         self._published = False  # ports are in the inventory: a host must keep its port
 
     # -- build -----------------------------------------------------------------------
     @classmethod
-    def start_new(cls, count: int | None = None, *, specs: tuple[HostSpec, ...] = DEFAULT_SPECS, state: Path | None = None, names: list[str] | None = None) -> Fleet:
-        """`count` hosts cycling through `specs` (default: one per spec, named by spec)."""
+    def start_new(cls, count: int | None = None, *, specs: tuple[HostSpec, ...] = DEFAULT_SPECS, state: Path | None = None, names: list[str] | None = None, users: tuple[SudoUser, ...] = ()) -> Fleet:
+        """`count` hosts cycling through `specs` (default: one per spec, named by spec);
+        `users`: non-root logins with sudo on every host."""
         count = len(specs) if count is None else count
         # In memory when possible: thousands of small sysfs files, made and removed per run.
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
@@ -282,7 +304,7 @@ class Fleet:
             hosts.append(
                 FleetHost(name, spec, address, _free_port(address), client_key, state / name, topo, cpu_layout(spec, topo))
             )
-        fleet = cls(state, hosts, client_key)
+        fleet = cls(state, hosts, client_key, users)
         try:
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(fleet._write_spec, {h.spec.short: h.spec for h in hosts}.values()))
@@ -302,10 +324,16 @@ class Fleet:
         auth = h.state / "authorized_keys"
         auth.write_text(self.client_key.with_suffix(".pub").read_text())
         auth.chmod(0o600)
-        for top in OVERLAID:
+        for top in OVERLAID + (USER_OVERLAID if self.users else ()):
             o = h.state / "overlay" / top.strip("/").replace("/", "_")
             (o / "upper").mkdir(parents=True)
             (o / "work").mkdir()
+        for u in self.users:  # read inside the namespace through files: no password in a command line
+            d = h.state / "users" / u.name
+            d.mkdir(parents=True)
+            (d / "chpasswd").write_text(f"{u.name}:{u.password}\n")
+            (d / "chpasswd").chmod(0o600)
+            (d / "sudoers").write_text(u.sudoers())
         self._write_sshd_config(h)
 
     def _write_spec(self, spec: HostSpec) -> None:
@@ -347,11 +375,15 @@ class Fleet:
             "MaxSessions 100\n"
             "Subsystem sftp internal-sftp\n"
             "LogLevel VERBOSE\n"
+            + (f"Match User {','.join(u.name for u in self.users)}\n  AuthorizedKeysFile %h/.ssh/authorized_keys\n" if self.users else "")
         )
 
     def _namespace_script(self, h: FleetHost) -> str:
         q = lambda p: shlex.quote(str(p))  # noqa: E731
         lines = ["set -e"]
+        for top in USER_OVERLAID if self.users else ():  # before /etc/systemd/system's overlay
+            o = h.state / "overlay" / top.strip("/")
+            lines.append(f"mount -t overlay overlay -o lowerdir={top},upperdir={o / 'upper'},workdir={o / 'work'} {top}")
         for top in OVERLAID:
             o = h.state / "overlay" / top.strip("/").replace("/", "_")
             lines.append(f"mount -t overlay overlay -o lowerdir={top},upperdir={o / 'upper'},workdir={o / 'work'} {top}")
@@ -369,6 +401,15 @@ class Fleet:
         # A clean root login: this machine's own ~/.bashrc (which bash sources for ssh
         # commands) would add its start-up time to every command a host runs.
         lines += [f"mount --bind {q(self.state / 'empty')} {q(rc)}" for rc in ROOT_RC if Path(rc).is_file()]
+        for u in self.users:
+            d, home = h.state / "users" / u.name, f"/home/{u.name}"
+            lines += [
+                f"useradd -m -d {home} -s /bin/sh {u.name}",
+                f"chpasswd < {q(d / 'chpasswd')}",
+                f"mkdir -m 700 {home}/.ssh && cp {q(self.client_key.with_suffix('.pub'))} {home}/.ssh/authorized_keys",
+                f"chown -R {u.name}: {home}/.ssh && chmod 600 {home}/.ssh/authorized_keys",
+                f"install -m 440 {q(d / 'sudoers')} /etc/sudoers.d/coffers-{u.name}",
+            ]
         lines.append(f"exec {SSHD} -D -e -f {q(h.state / 'sshd_config')}")
         return "\n".join(lines)
 
@@ -445,7 +486,8 @@ class Fleet:
         return path
 
     def inventory_data(self, hosts: list[FleetHost] | None = None, **extra_vars: object) -> dict:
-        """Ansible YAML inventory: every host under `all`, grouped by shape and arch style."""
+        """Ansible YAML inventory: every host under `all`, grouped by shape and arch style.
+        `extra_vars` may override the login (`ansible_user` of one of `users`)."""
         hosts = self.hosts if hosts is None else hosts
         groups: dict[str, list[str]] = {}
         for h in hosts:
