@@ -85,12 +85,15 @@ class Frontend:
     backends: tuple[tuple[str, str, int], ...]  # (instance name, address, port)
     argv: tuple[str, ...]  # ExecStart (master-worker, readiness told to systemd)
     check: tuple[str, ...]  # the config check, ExecStartPre and before every write
-    launch: tuple[str, ...]  # the same, without systemd
+    launch: tuple[str, ...]  # the same, without systemd (its config under <state_dir>/run/)
+    launch_config: str  # where `launch` reads the config from
+    text: str  # the config itself
 
     def to_json(self) -> dict[str, Any]:
         return {"unit": self.unit, "host": self.host, "port": self.port, "config": self.config,
                 "backends": [{"name": n, "address": a, "port": p} for n, a, p in self.backends],
-                "argv": list(self.argv), "check": list(self.check), "launch": list(self.launch)}  # fmt: skip
+                "argv": list(self.argv), "check": list(self.check), "launch": list(self.launch),
+                "launch_config": self.launch_config, "text": self.text}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -277,8 +280,41 @@ def describe(
 
 def _frontend(base: str, service: Mapping[str, Any], services: list[Service], state_dir: str) -> Frontend:
     config = f"{state_dir.rstrip('/')}/{base}-frontend.cfg"
+    transient = f"{state_dir.rstrip('/')}/run/{base}-frontend.cfg"
+    host, port = str(service.get("host", Policy.service_host)), int(service.get("port", Policy.service_port))
+    backends = tuple((s.name, s.host, s.port) for s in services)
     return Frontend(
-        unit=f"{base}-frontend.service", host=str(service.get("host", Policy.service_host)), port=int(service.get("port", Policy.service_port)),
-        config=config, backends=tuple((s.name, s.host, s.port) for s in services),
-        argv=(HAPROXY, "-Ws", "-f", config), check=(HAPROXY, "-c", "-q", "-f", config), launch=(HAPROXY, "-W", "-f", config),
+        unit=f"{base}-frontend.service", host=host, port=port, config=config, backends=backends,
+        argv=(HAPROXY, "-Ws", "-f", config), check=(HAPROXY, "-c", "-q", "-f", config),
+        launch=(HAPROXY, "-W", "-f", transient), launch_config=transient, text=frontend_config(host, port, backends),
     )
+
+
+def frontend_config(host: str, port: int, backends: tuple[tuple[str, str, int], ...]) -> str:
+    """The load balancer's config: one HTTP front-end, the instances health-checked on /health."""
+    servers = "".join(f"    server {name} {addr}:{p} check inter 2s fall 2 rise 1\n" for name, addr, p in backends)
+    return f"""# Managed by coffers-provision (role inference_service); the next apply rewrites it.
+# replicate's one endpoint: {host}:{port} over one llama-server per node.
+global
+    maxconn 1024
+
+defaults
+    mode http
+    timeout connect 5s
+    # a completion streams for as long as it generates
+    timeout client 1h
+    timeout server 1h
+    timeout queue 1h
+    retries 2
+    option redispatch
+
+frontend llama
+    bind {host}:{port}
+    default_backend instances
+
+backend instances
+    # the least busy instance first: each request runs on one node's CPUs and memory
+    balance leastconn
+    option httpchk GET /health
+    http-check expect status 200
+{servers}"""

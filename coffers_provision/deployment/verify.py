@@ -184,6 +184,7 @@ def transient(conn: Connector, dep: Deployment, state_dir: str) -> Iterator[list
             started.append(_run(conn, Endpoint(svc.unit, svc.host, svc.port), _env(dep, svc), svc.launch, _state_path(state_dir, f"run/{svc.unit}.log")))
         if dep.frontend is not None:
             fe = dep.frontend
+            conn.put(fe.text.encode(), fe.launch_config, mode=0o644)
             started.append(_run(conn, Endpoint(fe.unit, fe.host, fe.port), [], fe.launch, _state_path(state_dir, f"run/{fe.unit}.log")))
         yield started
     finally:
