@@ -152,20 +152,31 @@ def parse_ssh_args(text: str, fail: Any, out: _SshArgs | None = None) -> _SshArg
             rest = words[i]
         if flag == "o":
             _option(rest, out, fail)
-        elif flag == "J":
-            out.first("proxy_jump", rest)
-        elif flag == "p":
-            out.first("port", _int_port(rest, fail))
-        elif flag == "l":
-            out.first("user", rest)
-        elif flag == "i":
-            out.first("key_file", rest)
+        elif flag in FLAG_OPTIONS:
+            _setting(FLAG_OPTIONS[flag], rest, out, fail)
         elif all(c in NEUTRAL_FLAGS for c in word[1:]):
             pass
         else:
             raise fail(f"ssh option {word!r} is not supported (supported: -o ProxyCommand/ProxyJump/Port/User/IdentityFile, -J, -p, -l, -i)")
         i += 1
     return out
+
+
+FLAG_OPTIONS = {"J": "proxyjump", "p": "port", "l": "user", "i": "identityfile"}  # ssh's flags for its -o options
+
+
+def _setting(key: str, value: str, out: _SshArgs, fail: Any) -> None:
+    """One connection setting, from `-o Key=Value` or the flag that means the same."""
+    if key == "proxycommand":
+        out.first("proxy_command", None if value.lower() == "none" else value)
+    elif key == "proxyjump":
+        out.first("proxy_jump", None if value.lower() == "none" else value)
+    elif key == "port":
+        out.first("port", _int_port(value, fail))
+    elif key == "user":
+        out.first("user", value)
+    else:
+        out.first("key_file", value)
 
 
 def _int_port(text: str, fail: Any) -> int:
@@ -179,16 +190,8 @@ def _option(text: str, out: _SshArgs, fail: Any) -> None:
     if not m:
         raise fail(f"cannot read ssh option {text!r} (expected Key=Value)")
     key, value = m.group(1).lower(), m.group(2)
-    if key == "proxycommand":
-        out.first("proxy_command", None if value.lower() == "none" else value)
-    elif key == "proxyjump":
-        out.first("proxy_jump", None if value.lower() == "none" else value)
-    elif key == "port":
-        out.first("port", _int_port(value, fail))
-    elif key == "user":
-        out.first("user", value)
-    elif key == "identityfile":
-        out.first("key_file", value)
+    if key in ("proxycommand", "proxyjump", "port", "user", "identityfile"):
+        _setting(key, value, out, fail)
     elif key == "stricthostkeychecking" and value.lower() in ("yes", "true"):
         pass  # host keys are always checked strictly
     elif key == "stricthostkeychecking" or key == "userknownhostsfile":

@@ -496,6 +496,24 @@ typedef struct tally {
     int fail_errno; /* the first reason the node refused pages */
 } tally;
 
+/* Every node's counts added up (the first failure's errno is per node and stays there). */
+static tally sum_tallies(const tally *per, int n) {
+    tally total;
+    int i;
+    memset(&total, 0, sizeof total);
+    for (i = 0; i < n; i++) {
+        total.planned += per[i].planned;
+        total.resident += per[i].resident;
+        total.on_node += per[i].on_node;
+        total.elsewhere += per[i].elsewhere;
+        total.moved += per[i].moved;
+        total.tensors += per[i].tensors;
+        total.failed += per[i].failed;
+        total.here += per[i].here;
+    }
+    return total;
+}
+
 #define NODE_SLOTS (GGML_NUMA_SHARD_MAX_NODE_ID + 1) /* tallies are indexed by node id */
 
 static size_t g_page;
@@ -837,16 +855,8 @@ static int interleave_file(const char *path, const sequence *q, int evict, int v
         }
         check_chunk(addr, n, targets, !verify, per, verify ? vec + done : NULL);
     }
-    memset(&total, 0, sizeof total);
-    for (k = 0; k < NODE_SLOTS; k++) {
-        total.planned += per[k].planned;
-        total.resident += per[k].resident;
-        total.on_node += per[k].on_node;
-        total.elsewhere += per[k].elsewhere;
-        total.moved += per[k].moved;
-        total.failed += per[k].failed;
-        here_total += per[k].here;
-    }
+    total = sum_tallies(per, NODE_SLOTS);
+    here_total = total.here;
     pct = percent(total.on_node, total.planned);
     if (json) {
         int first = 1;
@@ -1300,16 +1310,7 @@ int main(int argc, char **argv) {
         for (r = 0; r < pl.n; r++) place_run(fd, (char *)file, &pl.runs[r], per);
     }
 
-    memset(&total, 0, sizeof total);
-    for (i = 0; i < NODE_SLOTS; i++) {
-        total.planned += per[i].planned;
-        total.resident += per[i].resident;
-        total.on_node += per[i].on_node;
-        total.elsewhere += per[i].elsewhere;
-        total.moved += per[i].moved;
-        total.tensors += per[i].tensors;
-        total.failed += per[i].failed;
-    }
+    total = sum_tallies(per, NODE_SLOTS);
     {
         double pct = percent(total.on_node, total.planned);
         int ok = pct >= min_percent;
