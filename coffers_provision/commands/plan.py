@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", choices=(*VARIANTS, "auto"), help="default: shard (or the policy's); the baselines distribute, interleave-all and one-node too")
     p.add_argument("--json", action="store_true", help="print the plan as JSON (schemas/plan.schema.json)")
     p.add_argument("--limit", metavar="PATTERN", help="only hosts matching this pattern (inventory mode)")
+    p.add_argument("-i", "--inventory-source", dest="more_sources", action="append", default=[], metavar="SRC",
+                   help="another inventory source, read after INVENTORY (may be given more than once)")
+    p.add_argument("--vault-password-file", metavar="FILE", help="password for vault-encrypted inventory values (default $ANSIBLE_VAULT_PASSWORD_FILE)")
     p.add_argument("--facts-dir", type=Path, default=Path("facts"), metavar="DIR", help="facts cache (inventory mode; default ./facts)")
     p.add_argument("--offline", action="store_true",
                    help="inventory mode: connect to no host (no difference from what is deployed; models must be local)")
@@ -190,7 +193,9 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
     from ..fanout import UNREACHABLE, run_hosts
     from ..inventory import load_inventory
 
-    inv = load_inventory(args.inventory)
+    from ..vault import default_secret
+
+    inv = load_inventory([args.inventory, *args.more_sources], vault_secret=default_secret(args.vault_password_file))
     hosts = inv.select(args.limit)
     bench = read_bench(args.bench) if args.bench else None
     sources = Sources(bench_results=None if bench else measured_results(args.bench_results), bench=bench, overrides=policy_vars(args),
