@@ -83,7 +83,10 @@ def tmp(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def restored(lab: dict, guests: dict, lab4_llama: dict, tmp: Path) -> Iterator[None]:  # type: ignore[no-untyped-def]
+def restored(lab: dict, guests: dict, lab4_llama: dict, llama_server_bin: Path, lab_model: Path, tmp: Path) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    for conn in guests.values():  # the model and server the inventory names, on every guest
+        guestops.install(conn, llama_server_bin, guestops.LLAMA_SERVER, mode=0o755)
+        guestops.install(conn, lab_model, guestops.MODEL)
     yield
     cli(lab, tmp, "apply", str(inventory(tmp)), "--facts-dir", str(tmp / "facts"))  # the lab inventory's own plan again
     for conn in guests.values():
@@ -113,11 +116,14 @@ def model_pages(conn, pid: int) -> dict[int, int]:  # type: ignore[no-untyped-de
 
 def test_weighted_interleave_follows_the_measured_weights(lab: dict, guests: dict, tmp: Path) -> None:
     """Weights come from a bench run of the guest; the server's model pages follow them."""
+    conn = guests["lab4"]
+    # room for the bench's arrays on the smallest node: the last test's server and its page cache gone
+    conn.run(f"systemctl stop '{UNIT}*'")
+    assert conn.run(["/usr/local/bin/numa-shard-place", "--evict", guestops.MODEL]).ok
     rc, doc = cli(lab, tmp, "bench", str(inventory(tmp)), "--limit", "lab4", "--results", str(tmp / "bench"),
                   "--size-mb", "8", "--iterations", "2", "--facts-dir", str(tmp / "facts"))  # lab4's smallest node has ~94 MiB free
     assert rc == 0, doc
     apply(lab, tmp, "lab4", "--bench-results", str(tmp / "bench"), strategy="weighted-interleave")
-    conn = guests["lab4"]
     deployed = json.loads(conn.run(["cat", "/var/lib/coffers/deployment.json"]).stdout)
     pre = deployed["services"][0]["pre"][0]
     weights = {int(n): int(w) for n, w in (p.split(":") for p in pre[pre.index("--weights") + 1].split(","))}
