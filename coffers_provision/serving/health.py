@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -64,7 +63,9 @@ class _Socket:
         return io.BufferedReader(_Raw(self._stream))
 
     def close(self) -> None:
-        self._stream.close()
+        """Nothing yet: http.client closes its socket as soon as it has the headers of a
+        `Connection: close` answer, before the body is read (a real socket stays open while
+        its file does). request() closes the stream once the body is in."""
 
 
 class _Conn(http.client.HTTPConnection):
@@ -130,10 +131,6 @@ class Timings:
     predicted_per_second: float
     content: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"prompt_tokens": self.prompt_tokens, "prompt_tokens_per_s": self.prompt_per_second,
-                "generation_tokens": self.predicted_tokens, "generation_tokens_per_s": self.predicted_per_second}
-
 
 def parse_timings(body: bytes) -> Timings:
     """The `timings` of a /completion answer; HostError naming what is missing."""
@@ -159,7 +156,3 @@ def completion(opener: Opener, prompt: str, *, n_predict: int, seed: int, timeou
         raise HostError(f"/completion answered {status}: {_short(answer)}")
     return parse_timings(answer)
 
-
-def tcp_opener(address: str, port: int, timeout: float = REQUEST_S) -> Opener:
-    """Streams straight from here (the controller's own host)."""
-    return lambda: socket.create_connection((address, port), timeout=timeout)
