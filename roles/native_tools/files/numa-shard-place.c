@@ -927,6 +927,14 @@ static int interleave_file(const char *path, const sequence *q, int evict, int v
     return status;
 }
 
+/* --min-percent's value: a number in 0..100, or exit 2 naming it. */
+static double parse_percent(const char *text) {
+    char *end;
+    double v = strtod(text, &end);
+    if (*end || end == text || !(v >= 0 && v <= 100)) die(2, "--min-percent: expected a number in 0..100, got '%s'", text);
+    return v;
+}
+
 static int interleave_main(int argc, char **argv) {
     const char *nodes_text = NULL, *weights_text = NULL;
     int evict = 0, verify = 0, json = 0, i, n_files = 0, status = 0, max_node;
@@ -941,12 +949,8 @@ static int interleave_main(int argc, char **argv) {
         else if (strcmp(a, "--evict") == 0) evict = 1;
         else if (strcmp(a, "--verify") == 0) verify = 1;
         else if (strcmp(a, "--json") == 0) json = 1;
-        else if (strcmp(a, "--min-percent") == 0 && i + 1 < argc) {
-            char *end;
-            min_percent = strtod(argv[++i], &end);
-            if (*end || end == argv[i] || !(min_percent >= 0 && min_percent <= 100))
-                die(2, "--min-percent: expected a number in 0..100, got '%s'", argv[i]);
-        } else if (strcmp(a, "--map") == 0 || strcmp(a, "--plan") == 0) {
+        else if (strcmp(a, "--min-percent") == 0 && i + 1 < argc) min_percent = parse_percent(argv[++i]);
+        else if (strcmp(a, "--map") == 0 || strcmp(a, "--plan") == 0) {
             die(2, "%s is for the shard map; --interleave places by page, not by tensor", a);
         } else if (a[0] == '-' && a[1]) {
             die(2, "unknown option or missing value: '%s'", a);
@@ -1214,12 +1218,8 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--verify") == 0) verify = 1;
         else if (strcmp(a, "--plan") == 0) show_plan = 1;
         else if (strcmp(a, "--json") == 0) json = 1;
-        else if (strcmp(a, "--min-percent") == 0 && i + 1 < argc) {
-            char *end;
-            min_percent = strtod(argv[++i], &end);
-            if (*end || end == argv[i] || !(min_percent >= 0 && min_percent <= 100))
-                die(2, "--min-percent: expected a number in 0..100, got '%s'", argv[i]);
-        } else if (a[0] == '-' && a[1]) {
+        else if (strcmp(a, "--min-percent") == 0 && i + 1 < argc) min_percent = parse_percent(argv[++i]);
+        else if (a[0] == '-' && a[1]) {
             die(2, "unknown option or missing value: '%s'", a);
         } else if (model) {
             die(2, "one model at a time ('%s' and '%s')", model, a);
