@@ -121,19 +121,35 @@ class ModelLayout:
             out[t.kind] = out.get(t.kind, 0) + t.n_bytes
         return out
 
+    @cached_property
+    def layerless(self) -> tuple[Tensor, ...]:
+        """The tensors outside any block (embedding, output, norms): a handful per model."""
+        return tuple(t for t in self.tensors if t.layer is None)
+
+    @cached_property
+    def _kv_per_token(self) -> dict[str, int]:
+        return {}
+
     def key(self, name: str, default: Any = None) -> Any:
         """An architecture key without the prefix: `key("embedding_length")`."""
         return self.metadata.get(f"{self.architecture}.{name}", default)
 
     # -- the dims the KV-cache estimate needs -------------------------------
     def kv_bytes_per_token(self, cache_type: str = "f16") -> int:
-        """Bytes of K and V cache one token of context costs, summed over all blocks.
+        """Bytes of K and V cache one token of context costs, summed over all blocks
+        (computed once per cache type: one layout serves every host's plan).
 
         Standard attention stores head_count_kv x (key_length + value_length) per layer.
         MLA (deepseek2) stores the compressed latent: kv_lora_rank + rope dims for K, and
         we also count kv_lora_rank for V, an upper bound for builds that keep V apart.
         Sliding-window layers are counted at full context (an upper bound too).
         """
+        memo = self._kv_per_token
+        if cache_type not in memo:
+            memo[cache_type] = self._kv_bytes(cache_type)
+        return memo[cache_type]
+
+    def _kv_bytes(self, cache_type: str) -> int:
         per_elem = cache_elem_bytes(cache_type)
         n_layers = self.block_count
         kv_lora = self.key("attention.kv_lora_rank")

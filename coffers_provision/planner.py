@@ -464,12 +464,11 @@ def _preference(h: _Host, n: int) -> tuple:
 
 def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: Any) -> dict[str, Any]:
     embed_bytes = other_bytes = 0
-    for t in lay.tensors:
-        if t.layer is None:
-            if shardmap.tensor_type(t.name) == "embed":
-                embed_bytes += t.n_bytes
-            else:
-                other_bytes += t.n_bytes
+    for t in lay.layerless:
+        if shardmap.tensor_type(t.name) == "embed":
+            embed_bytes += t.n_bytes
+        else:
+            other_bytes += t.n_bytes
     need_total = lay.total_bytes
     order = sorted(h.speed, key=lambda n: _preference(h, n))
     # The home node holds the KV cache and, if it can, the output tensors beside it.
@@ -789,7 +788,7 @@ def siblings_from_facts(value: Any) -> dict[int, tuple[int, ...]] | None:
     out: dict[int, tuple[int, ...]] = {}
     groups: Iterable[Any] = value.values() if isinstance(value, Mapping) else value
     for g in groups:
-        ids = tuple(parse_cpulist(g)) if isinstance(g, str) else tuple(int(c) for c in g)
+        ids = tuple(parse_cpulist(g)) if isinstance(g, str) else tuple(map(int, g))
         for c in ids:
             out[c] = ids
     return out
