@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import shardmap
@@ -280,11 +281,15 @@ class _Host:
     def memory_nodes(self) -> list[int]:
         return list(self.free)
 
-    @property
+    @cached_property
     def all_cpus(self) -> tuple[int, ...] | None:
         if any(n.cpus is None for n in self.nodes):
             return None
         return tuple(sorted(c for n in self.nodes for c in n.cpus or ()))
+
+    @cached_property
+    def cpu_nodes(self) -> list[int]:
+        return [x.id for x in self.nodes if x.cpus]
 
     def dist(self, a: int, b: int) -> int:
         d = self.topo.distance(a, b) if self.topo.distances is not None else None
@@ -310,7 +315,8 @@ def _host(topo: Topology, policy: Policy, bench: Bench | None) -> _Host:
     if reserve - host_cpus and host_cpus:
         warnings.append(f"reserve_cpus {format_cpulist(reserve - host_cpus)} are not on this host")
     restricted = len(nodes) != len(topo.nodes) or bool(reserve & host_cpus)
-    nodes = [Node(n.id, tuple(c for c in n.cpus if c not in reserve) if n.cpus is not None else None, n.size_mb, n.free_mb) for n in nodes]
+    if reserve:
+        nodes = [Node(n.id, tuple(c for c in n.cpus if c not in reserve) if n.cpus is not None else None, n.size_mb, n.free_mb) for n in nodes]
 
     free: dict[int, int | None] = {}
     headroom: dict[int, int] = {}
@@ -361,10 +367,11 @@ def _host(topo: Topology, policy: Policy, bench: Bench | None) -> _Host:
 # -- threads ---------------------------------------------------------------------------
 
 
-def _cores(cpus: Sequence[int], siblings: Mapping[int, Sequence[int]] | None) -> int:
-    if siblings is None:
+def _cores(cpus: Sequence[int], cores: Mapping[int, int] | None) -> int:
+    """Physical cores among `cpus`; a CPU the facts do not list is its own core."""
+    if cores is None:
         return len(cpus)
-    return len({min(siblings.get(c, (c,))) for c in cpus})
+    return len(set(map(cores.get, cpus, cpus)))
 
 
 def _instance(
@@ -379,19 +386,20 @@ def _instance(
     numa_mask: Sequence[int],
     shard_map: str,
     kv_bytes: int,
-    siblings: Mapping[int, Sequence[int]] | None,
+    cores: Mapping[int, int] | None,
 ) -> Instance:
     numa_on = h.topo.numa_available and len(h.topo.nodes) > 1
     if cpus is not None and not cpus:
         raise PlanError(f"instance {name}: no CPUs left (reserve_cpus {format_cpulist(policy.reserve_cpus)} takes them all)")
     numa: str | None = None
     if numa_on:
-        spans = {n.id for n in h.topo.nodes if n.cpus and cpus and set(n.cpus) & set(cpus)}
+        mine = set(cpus or ())
+        spans = [n for n in h.topo.nodes if n.cpus and not mine.isdisjoint(n.cpus)]
         if cpus is None:
             numa = None if h.restricted else "distribute"
-        elif not h.restricted and len(spans) > 1 and set(cpus) == {c for n in h.topo.nodes for c in n.cpus or ()}:
+        elif not h.restricted and len(spans) > 1 and mine == h.topo.all_cpus:
             numa = "distribute"  # every CPU of the host: ggml spreads threads over the nodes itself
-        elif len(spans) == 1 and set(cpus) == set(h.topo.node(next(iter(spans))).cpus or ()):
+        elif len(spans) == 1 and mine == set(spans[0].cpus or ()):
             numa = "isolate"  # exactly one node's CPUs: threads stay where execution starts
         else:
             numa = "numactl"  # a subset: keep the affinity systemd gives, never widen it
@@ -400,7 +408,7 @@ def _instance(
         host=policy.service_host,
         port=port,
         cpus=cpus,
-        threads=_cores(cpus, siblings) if cpus else None,
+        threads=_cores(cpus, cores) if cpus else None,
         threads_batch=len(cpus) if cpus else None,
         numa=numa,
         memory_nodes=tuple(memory_nodes),
@@ -457,12 +465,11 @@ def _water_fill(total: float, speed: Mapping[int, float], cap: Mapping[int, floa
 def _preference(h: _Host, n: int) -> tuple:
     """Order of preference for the hot layerless tensors and the KV cache: fastest, has CPUs,
     nearest to the CPUs (distances break ties), lowest id (node 0 keeps the map seed-only)."""
-    cpu_nodes = [x.id for x in h.nodes if x.cpus]
-    has_cpus = any(x.id == n and x.cpus for x in h.nodes)
-    return (-h.speed.get(n, 0.0), not has_cpus, sum(h.dist(n, c) for c in cpu_nodes), n)
+    cpu_nodes = h.cpu_nodes
+    return (-h.speed.get(n, 0.0), n not in cpu_nodes, sum(h.dist(n, c) for c in cpu_nodes), n)
 
 
-def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: Any) -> dict[str, Any]:
+def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any) -> dict[str, Any]:
     embed_bytes = other_bytes = 0
     for t in lay.layerless:
         if shardmap.tensor_type(t.name) == "embed":
@@ -527,7 +534,7 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: 
     inst = _instance(
         h, policy, name=policy.service_name, port=policy.service_port, cpus=cpus,
         memory_nodes=[n for n in node_bytes if node_bytes[n]], numa_policy="preferred", numa_mask=[home],
-        shard_map=smap, kv_bytes=kv_total, siblings=siblings,
+        shard_map=smap, kv_bytes=kv_total, cores=cores,
     )
     h.reasons.append(f"home node {home}: output tensors and the KV cache ({human_bytes(kv_total)}) stay there")
     return dict(layer_nodes=layer_nodes, embed_node=embed_node, other_node=other_node, shard_map=smap,
@@ -574,7 +581,7 @@ def _scattered(layer_bytes: Mapping[int, int], nodes: list[int], target: Mapping
     return dict(sorted(out.items()))
 
 
-def _replicate(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: Any) -> dict[str, Any]:
+def _replicate(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any) -> dict[str, Any]:
     if not h.topo.numa_available or not h.topo.nodes:
         raise PlanError("replicate needs NUMA nodes; this host has one flat memory domain")
     if any(n.cpus is None for n in h.nodes):
@@ -604,7 +611,7 @@ def _replicate(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblin
         smap = shardmap.format_map(shardmap.from_assignment(dict.fromkeys(lay.layers, n), n if _has_embed(lay) else None, n if _has_other(lay) else None))
         instances.append(_instance(
             h, policy, name=f"{policy.service_name}-node{n}", port=policy.service_port + 1 + i, cpus=tuple(sorted(cpus[n])),
-            memory_nodes=[n], numa_policy="bind", numa_mask=[n], shard_map=smap, kv_bytes=kv_total, siblings=siblings,
+            memory_nodes=[n], numa_policy="bind", numa_mask=[n], shard_map=smap, kv_bytes=kv_total, cores=cores,
         ))
     h.reasons.append(f"replicate: {len(fits)} full copies, one per node with CPUs and memory, each bound to its node, "
                      f"on ports {policy.service_port + 1}..{policy.service_port + len(fits)} behind one front-end on {policy.service_port}")
@@ -629,7 +636,7 @@ def _split(total: int, shares: Mapping[int, float]) -> dict[int, int]:
     return out
 
 
-def _interleave(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: Any, *, weighted: bool, bench: Bench | None) -> dict[str, Any]:
+def _interleave(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any, *, weighted: bool, bench: Bench | None) -> dict[str, Any]:
     nodes = sorted(h.speed)
     if h.last_resort:
         h.reasons.append(f"interleave leaves out CPU-less node(s) {h.last_resort}: no bandwidth measurements")
@@ -651,7 +658,7 @@ def _interleave(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, sibli
         raise _no_fit(h, f"{'weighted-' if weighted else ''}interleave: {lay.source} does not fit when spread over nodes {nodes}", lay.total_bytes, kv, node_bytes)
     inst = _instance(
         h, policy, name=policy.service_name, port=policy.service_port, cpus=h.all_cpus, memory_nodes=nodes,
-        numa_policy="weighted-interleave" if weighted else "interleave", numa_mask=nodes, shard_map="", kv_bytes=kv_total, siblings=siblings,
+        numa_policy="weighted-interleave" if weighted else "interleave", numa_mask=nodes, shard_map="", kv_bytes=kv_total, cores=cores,
     )
     return dict(layer_nodes={}, embed_node=None, other_node=None, shard_map="", node_bytes=node_bytes, kv=kv, instances=(inst,), weights=weights)
 
@@ -665,29 +672,30 @@ def plan(
     bench: Bench | None = None,
     policy: Policy | None = None,
     *,
-    siblings: Mapping[int, Sequence[int]] | None = None,
+    cores: Mapping[int, int] | None = None,
 ) -> Plan:
-    """Plan one host. `siblings`: cpu -> its SMT sibling group (sysfs thread_siblings_list).
+    """Plan one host. `cores`: cpu -> its physical core, the lowest CPU of its SMT sibling
+    group (`cores_from_facts`).
     Whether the kernel has weighted interleave matters only to how it is deployed
     (deployment.describe), not to the plan."""
     policy = policy or Policy()
     h = _host(topology, policy, bench)
     if topology.numa_available and any(n.cpus is None for n in topology.nodes):
         h.warnings.append("the topology lists no CPUs (old numactl format): no -t/-tb and no CPU affinity")
-    if siblings is None and any(n.cpus for n in h.nodes):
+    if cores is None and any(n.cpus for n in h.nodes):
         h.warnings.append("no SMT sibling facts: -t counts every CPU, not physical cores")
     kv_per_token = layout.kv_bytes_per_token(policy.kv_cache_type)
     kv_total = kv_per_token * policy.context_length * policy.parallel
 
     def placed(strategy: str) -> dict[str, Any]:
         if strategy == "shard":
-            return _shard(h, layout, policy, kv_total, siblings)
+            return _shard(h, layout, policy, kv_total, cores)
         if strategy == "replicate":
-            return _replicate(h, layout, policy, kv_total, siblings)
-        return _interleave(h, layout, policy, kv_total, siblings, weighted=strategy == "weighted-interleave", bench=bench)
+            return _replicate(h, layout, policy, kv_total, cores)
+        return _interleave(h, layout, policy, kv_total, cores, weighted=strategy == "weighted-interleave", bench=bench)
 
     def run(strategy: str) -> dict[str, Any]:
-        return _baseline(h, layout, policy, kv_total, siblings, strategy, placed) if strategy in BASELINES else placed(strategy)
+        return _baseline(h, layout, policy, kv_total, cores, strategy, placed) if strategy in BASELINES else placed(strategy)
 
     strategy = policy.strategy
     if strategy == "auto":
@@ -724,7 +732,7 @@ def plan(
     )
 
 
-def _baseline(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, siblings: Any, name: str, run: Any) -> dict[str, Any]:
+def _baseline(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any, name: str, run: Any) -> dict[str, Any]:
     """A baseline's bytes and instance: interleave's for distribute and interleave-all (the
     kernel spreads them; how the pages get there is the deployment's), shard on the one
     node that suits best for one-node."""
@@ -746,7 +754,7 @@ def _baseline(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, sibling
         raise _no_fit(h, f"one-node: no node holds {lay.source} plus its KV cache ({human_bytes(kv_total)})", lay.total_bytes, {n.id: kv_total for n in homes})
     best = max(fits, key=lambda n: (h.speed.get(n, 0.0), h.limit(n), -n))
     one = _host(h.topo, replace(policy, nodes=(best,)), None)  # the host as if it had only that node
-    result = _shard(one, lay, policy, kv_total, siblings)
+    result = _shard(one, lay, policy, kv_total, cores)
     h.warnings += [w for w in one.warnings if w not in h.warnings]
     h.reasons.append(f"one-node: node {best}'s CPUs and memory only (the fastest node that holds the model)")
     return result
@@ -781,16 +789,17 @@ def _choose(h: _Host, policy: Policy, bench: Bench | None, run: Any) -> str:
     return "shard"
 
 
-def siblings_from_facts(value: Any) -> dict[int, tuple[int, ...]] | None:
-    """cpu -> sibling group from facts: a mapping cpu -> list or cpulist, or a list of groups."""
+def cores_from_facts(value: Any) -> dict[int, int] | None:
+    """cpu -> its physical core (the lowest CPU of its group) from SMT sibling facts: a
+    mapping cpu -> list or cpulist, or a list of groups (sysfs thread_siblings_list)."""
     if value is None:
         return None
-    out: dict[int, tuple[int, ...]] = {}
+    out: dict[int, int] = {}
     groups: Iterable[Any] = value.values() if isinstance(value, Mapping) else value
     for g in groups:
-        ids = tuple(parse_cpulist(g)) if isinstance(g, str) else tuple(map(int, g))
-        for c in ids:
-            out[c] = ids
+        ids = parse_cpulist(g) if isinstance(g, str) else list(map(int, g))
+        if ids:
+            out.update(dict.fromkeys(ids, min(ids)))
     return out
 
 
@@ -800,5 +809,5 @@ def plan_for_host(facts: Mapping[str, Any], layout: ModelLayout, bench: Bench | 
     if topo_json is None:
         raise PlanError("facts have no NUMA topology")
     topo = Topology.from_json(topo_json)
-    siblings = siblings_from_facts((facts.get("cpu") or {}).get("thread_siblings"))
-    return plan(topo, layout, bench, policy, siblings=siblings)
+    cores = cores_from_facts((facts.get("cpu") or {}).get("thread_siblings"))
+    return plan(topo, layout, bench, policy, cores=cores)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterable
 
 from .errors import CoffersError
@@ -61,8 +62,17 @@ class Topology:
     def distance(self, a: int, b: int) -> int | None:
         if self.distances is None:
             return None
-        ids = self.node_ids
-        return self.distances[ids.index(a)][ids.index(b)]
+        index = self._index
+        return self.distances[index[a]][index[b]]
+
+    @cached_property
+    def _index(self) -> dict[int, int]:
+        """node id -> its row in `distances` (the planner asks for distances often)."""
+        return {n.id: i for i, n in enumerate(self.nodes)}
+
+    @cached_property
+    def all_cpus(self) -> frozenset[int]:
+        return frozenset(c for n in self.nodes for c in n.cpus or ())
 
     # -- derived facts ---------------------------------------------------
     @property

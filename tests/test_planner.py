@@ -12,7 +12,7 @@ from coffers_provision.deployment.describe import llama_args
 from coffers_provision.deployment.inputs import checked_coffers
 from coffers_provision.facts.numa import parse_numactl
 from coffers_provision.model import read_layout
-from coffers_provision.planner import MiB, Bench, PlanError, Policy, PolicyError, plan, plan_for_host
+from coffers_provision.planner import MiB, Bench, PlanError, Policy, PolicyError, cores_from_facts, plan, plan_for_host
 
 FIXTURES = Path(__file__).parent / "fixtures" / "numactl"
 
@@ -153,8 +153,8 @@ def test_node_restriction_and_reserved_cpus(l70):
 
 
 def test_threads_are_physical_cores_from_siblings(l70):
-    siblings = {c: (c % 36, c % 36 + 36) for c in range(72)}  # aws: CPU c and c+36 share a core
-    p = plan(topo("aws-c5n"), l70, None, Policy(strategy="replicate", parallel=1), siblings=siblings)
+    cores = cores_from_facts([[c, c + 36] for c in range(36)])  # aws: CPU c and c+36 share a core
+    p = plan(topo("aws-c5n"), l70, None, Policy(strategy="replicate", parallel=1), cores=cores)
     assert not any("SMT" in w for w in p.warnings)
     for inst in p.instances:
         assert (inst.threads, inst.threads_batch) == (18, 36)

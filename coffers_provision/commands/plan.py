@@ -20,7 +20,7 @@ from ..errors import CoffersError
 from ..facts.numa import parse_numactl
 from ..model import read_layout
 from ..output import error, out, print_json
-from ..planner import VARIANTS, Bench, Plan, PlanError, PolicyError, Policy, plan, siblings_from_facts
+from ..planner import VARIANTS, Bench, Plan, PlanError, PolicyError, Policy, plan, cores_from_facts
 from ..resources import schema_path
 from ..status import ExitStatus
 from ..topology import parse_cpulist
@@ -83,10 +83,10 @@ def policy_vars(args: argparse.Namespace) -> dict[str, Any]:
     return v
 
 
-def read_siblings(path: str) -> dict[int, tuple[int, ...]]:
+def read_siblings(path: str) -> dict[int, int]:
     lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
     try:
-        return siblings_from_facts(lines) or {}
+        return cores_from_facts(lines) or {}
     except ValueError as e:
         raise PolicyError(f"{path}: {e}") from None
 
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
         text = Path(args.topology).read_text()
         topo = parse_numactl(text, source=args.topology)
         layout = read_layout(args.model)
-        result = plan(topo, layout, bench, policy, siblings=siblings)
+        result = plan(topo, layout, bench, policy, cores=siblings)
         dep = describe("offline", result, ModelSource(str(args.model), Path(args.model)), coffers,
                        kernel_weighted_interleave=args.weighted_interleave)
     except OSError as e:
