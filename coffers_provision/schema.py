@@ -7,19 +7,23 @@ Every problem becomes a `Diagnostic` printed as `FILE:LINE:COL: json.path: messa
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
 
 from .errors import CoffersError
 from .resources import schema_path
+
+if TYPE_CHECKING:  # jsonschema is imported only when a document is not known to be valid
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 JsonPath = tuple[str | int, ...]
 _SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -151,12 +155,60 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: JsonPath, located: 
 
 
 @cache
+def schema_text(name: str) -> str:
+    return schema_path(name).read_text()
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    """schemas/<name>.schema.json (each is checked against the metaschema by tests/test_schemas.py)."""
+    return json.loads(schema_text(name))
+
+
+@cache
 def validator(name: str, ref: str | None = None) -> Draft202012Validator:
     """A validator for schemas/<name>.schema.json, or for its `$defs/<ref>` part."""
-    schema = json.loads(schema_path(name).read_text())  # each is checked against the metaschema by tests/test_schemas.py
-    if ref is not None:
-        schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{ref}"}
-    return Draft202012Validator(schema)
+    from jsonschema import Draft202012Validator
+
+    whole = schema(name)
+    return Draft202012Validator(whole if ref is None else {"$defs": whole["$defs"], "$ref": f"#/$defs/{ref}"})
+
+
+# -- known-valid cache ----------------------------------------------------------------
+# Validation is a pure function of (schema, document). A document that passed once is
+# remembered by the hash of both, so checking it again (a re-run of validate, plan or
+# apply on an unchanged inventory) neither imports jsonschema nor walks the schema.
+# Only passes are kept: a failing document is always validated afresh for its messages.
+
+
+def _valid_marker(name: str, ref: str | None, data: Any) -> Path | None:
+    """The cache file that says `data` is valid against the schema, or None when `data`
+    is not plain JSON (a vault value, say) or there is no cache directory."""
+    try:
+        doc = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    if json.loads(doc) != data:  # not plain JSON (keys that are not strings, tuples): uncached
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or (str(Path.home() / ".cache") if "HOME" in os.environ else "")
+    if not base:
+        return None
+    key = hashlib.sha256(f"{schema_text(name)}\0{ref}\0{doc}".encode()).hexdigest()
+    return Path(base) / "coffers-provision" / "valid" / key[:2] / key
+
+
+def _errors(name: str, ref: str | None, data: Any) -> list[ValidationError]:
+    marker = _valid_marker(name, ref, data)
+    if marker is not None and marker.exists():
+        return []
+    errors = list(validator(name, ref).iter_errors(data))
+    if not errors and marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:  # a read-only home: validation still works, only uncached
+            pass
+    return errors
 
 
 def check(name: str, located: Located, *, at: JsonPath = (), ref: str | None = None) -> list[Diagnostic]:
@@ -164,17 +216,17 @@ def check(name: str, located: Located, *, at: JsonPath = (), ref: str | None = N
     data = located.data
     for part in at:
         data = data[part]
-    found = [_diagnose(err, located, at) for err in validator(name, ref).iter_errors(data)]
+    found = [_diagnose(err, located, at) for err in _errors(name, ref, data)]
     return sorted(d for group in found for d in group)
 
 
 def problems(name: str, data: Any, *, ref: str | None = None, prefix: str = "") -> list[str]:
     """Schema errors of plain data (no positions), as `prefix.path: message` lines."""
-    errors = sorted(validator(name, ref).iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    errors = sorted(_errors(name, ref, data), key=lambda e: [str(p) for p in e.absolute_path])
     out = []
     for err in errors:
         if err.context:
-            err = best_match(err.context)
+            err = _best(err.context)
         where = ".".join([prefix, *map(str, err.absolute_path)]) if prefix else format_path(tuple(err.absolute_path))
         out.append(f"{where}: {_message(err)}")
     return out
@@ -182,7 +234,7 @@ def problems(name: str, data: Any, *, ref: str | None = None, prefix: str = "") 
 
 def _diagnose(err: ValidationError, located: Located, at: JsonPath) -> Iterator[Diagnostic]:
     if err.context:  # anyOf/oneOf: report the branch that got furthest
-        err = best_match(err.context)
+        err = _best(err.context)
     path = at + tuple(err.absolute_path)
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = list(err.schema.get("properties", {}))
@@ -195,6 +247,12 @@ def _diagnose(err: ValidationError, located: Located, at: JsonPath) -> Iterator[
             yield located.diag(path + (key,), f"unknown key {key!r}{suggestion}", key=True)
         return
     yield located.diag(path, _message(err))
+
+
+def _best(errors: list[ValidationError]) -> ValidationError:
+    from jsonschema.exceptions import best_match
+
+    return best_match(errors)
 
 
 def _message(err: ValidationError) -> str:

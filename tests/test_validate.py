@@ -83,3 +83,36 @@ def test_missing_key_file_is_a_warning_naming_the_var(tmp_path):
     ]
     proc = run_validate(path)
     assert proc.returncode == 0 and "does not exist" in proc.stderr and "(warning)" in proc.stderr
+
+
+def _validate_in(cache: Path, inventory: Path) -> tuple[subprocess.CompletedProcess, bool]:
+    """Run validate with its own cache; also say whether it imported jsonschema."""
+    code = ("import sys, runpy; sys.argv = ['coffers-provision', 'validate', sys.argv[1]]\n"
+            "try:\n    runpy.run_module('coffers_provision', run_name='__main__')\n"
+            "finally:\n    print('jsonschema' in sys.modules, file=sys.stderr)")
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(cache)}
+    r = subprocess.run([sys.executable, "-c", code, str(inventory)], capture_output=True, text=True, env=env)
+    return r, r.stderr.strip().splitlines()[-1] == "True"
+
+
+def test_a_valid_inventory_is_checked_once_then_known_valid(tmp_path):
+    """schema.py remembers passes by the hash of schema and document: the second validate of
+    an unchanged inventory never imports jsonschema; a changed one is checked again."""
+    inv = tmp_path / "inventory.yml"
+    inv.write_text("all:\n  hosts:\n    a:\n      coffers: {strategy: shard}\n")
+    first, imported = _validate_in(tmp_path / "cache", inv)
+    assert first.returncode == 0 and imported
+    second, imported = _validate_in(tmp_path / "cache", inv)
+    assert second.returncode == 0 and not imported and second.stdout == first.stdout
+    inv.write_text(inv.read_text().replace("shard", "replicate"))
+    third, imported = _validate_in(tmp_path / "cache", inv)
+    assert third.returncode == 0 and imported
+
+
+def test_a_failing_inventory_is_never_remembered(tmp_path):
+    inv = tmp_path / "inventory.yml"
+    inv.write_text("all:\n  hosts:\n    a:\n      coffers: {strategy: fastest}\n")
+    for _ in range(2):
+        r, imported = _validate_in(tmp_path / "cache", inv)
+        assert r.returncode == 1 and imported
+        assert "inventory.yml:4:" in r.stderr and "fastest" in r.stderr

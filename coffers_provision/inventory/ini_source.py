@@ -19,7 +19,7 @@ import shlex
 import warnings
 from typing import Any
 
-from ..schema import Diagnostic, JsonPath, Located, check, validator
+from ..schema import Diagnostic, JsonPath, Located, check, schema
 from .data import Builder
 from .model import InventoryError, Origin
 from .ranges import expand_hostpattern
@@ -186,7 +186,7 @@ def read(located: Located, text: str, builder: Builder) -> None:
 def _checked_part(doc: dict[str, Any]) -> dict[str, Any]:
     """The document with only the vars the schema types (the rest are free-form): checking
     10,000 hosts' every var would cost more than reading them."""
-    typed = set(validator("inventory").schema["$defs"]["vars"]["properties"])
+    typed = set(schema("inventory")["$defs"]["vars"]["properties"])
 
     def keep(vars_: Any) -> Any:
         return {k: v for k, v in vars_.items() if k in typed} if isinstance(vars_, dict) else vars_

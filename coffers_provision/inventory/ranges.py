@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import string
+from functools import cache
 
 _NUM = r"\[(?:[0-9]+:[0-9]+)(?::[0-9]+)?\]"
 _HEX = r"\[(?:[0-9a-f]+:[0-9a-f]+)(?::[0-9]+)?\]"
@@ -19,14 +20,19 @@ _LABEL = rf"(?:[\w]|{_ALNUM})(?:[\w_-]|{_ALNUM})*(?<![_-])"
 _BRACKETED_PORT = re.compile(r"^\[(.+)\]:([0-9]+)$")
 _HOST_PORT = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
 _IPV4 = re.compile(rf"^(?:{_V4}\.){{3}}{_V4}$", re.I)
-_IPV6 = re.compile(
+_IPV6_PATTERN = (
     rf"""^(?:{_V6}:){{7}}{_V6}|(?:{_V6}:){{1,6}}:|(?:{_V6}:)(?::{_V6}){{1,6}}|(?:{_V6}:){{2}}(?::{_V6}){{1,5}}|
     (?:{_V6}:){{3}}(?::{_V6}){{1,4}}|(?:{_V6}:){{4}}(?::{_V6}){{1,3}}|(?:{_V6}:){{5}}(?::{_V6}){{1,2}}|
     (?:{_V6}:){{6}}(?::{_V6})|:(?::{_V6}){{1,6}}|{_V6}?::|(?:0:){{6}}(?:{_V6}\.){{3}}{_V6}|
-    ::(?:ffff:)?(?:{_V6}\.){{3}}{_V6}|(?:0:){{5}}ffff:(?:{_V6}\.){{3}}{_V6}$""".replace("\n", "").replace(" ", ""),
-    re.I,
+    ::(?:ffff:)?(?:{_V6}\.){{3}}{_V6}|(?:0:){{5}}ffff:(?:{_V6}\.){{3}}{_V6}$""".replace("\n", "").replace(" ", "")
 )
 _HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$", re.I | re.UNICODE)
+
+
+@cache
+def _ipv6() -> re.Pattern[str]:
+    """Compiled on first use: it costs more than the rest of the inventory's start-up."""
+    return re.compile(_IPV6_PATTERN, re.I)
 
 
 def split_port(key: str) -> tuple[str, int | None]:
@@ -37,7 +43,7 @@ def split_port(key: str) -> tuple[str, int | None]:
         m = rx.match(rest)
         if m:
             rest, port = m.group(1), int(m.group(2))
-    if not any(rx.match(rest) for rx in (_IPV4, _IPV6, _HOSTNAME)):
+    if not (_IPV4.match(rest) or _HOSTNAME.match(rest) or _ipv6().match(rest)):
         return key, None
     return rest, port
 
