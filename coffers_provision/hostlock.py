@@ -26,6 +26,7 @@ from typing import Callable, Iterator, TypeVar
 from .connect.base import Connector
 from .errors import CoffersError, HostError
 from .inventory import Host
+from .schema import problems
 
 T = TypeVar("T")
 
@@ -101,12 +102,14 @@ class Holder:
 
 
 def parse_holder(text: str) -> Holder | None:
+    """The holder a lock file names (schemas/host-lock.schema.json), None when it is not one."""
     try:
         doc = json.loads(text)
-        return Holder(str(doc["controller"]), int(doc["pid"]), str(doc["started"]), str(doc["command"]),
-                      str(doc.get("boot_id", "")), doc.get("proc_start"))  # fmt: skip
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
         return None
+    if problems("host-lock", doc):
+        return None
+    return Holder(doc["controller"], doc["pid"], doc["started"], doc["command"], doc.get("boot_id", ""), doc.get("proc_start"))
 
 
 def _take(conn: Connector, state_dir: str, mine: Holder, stale: str = "") -> str | None:

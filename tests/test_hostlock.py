@@ -9,10 +9,12 @@ import socket
 import subprocess
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from coffers_provision.connect.local import LocalConnector
 from coffers_provision.hostlock import LOCK, Holder, HostLocked, _proc_start, acquire, held, parse_holder, release
+from coffers_provision.resources import schema_path
 
 from .test_apply_fleet import apply, prepare
 
@@ -99,3 +101,13 @@ def test_a_second_apply_is_refused_while_a_run_holds_the_host_then_a_stale_lock_
     assert rc == 0, json.dumps(doc)[:2000]
     assert doc["hosts"][held_host.name]["changed"] > 0 and not lock.exists()
     assert Path(held_host.upper("/var/lib/coffers/deployment.json")).exists()
+
+
+def test_an_unreadable_lock_is_never_taken_over_and_is_quoted(tmp_path):
+    conn, state = LocalConnector(), tmp_path / "state"
+    state.mkdir()
+    (state / LOCK).write_text('{"pid": "x"}')
+    with pytest.raises(HostLocked, match=r"an unreadable holder \('\{\"pid\": \"x\"\}'\)"):
+        acquire(conn, str(state), "apply")
+    assert parse_holder(Holder.me("apply").text()) is not None
+    jsonschema.Draft202012Validator(json.loads(schema_path("host-lock").read_text())).validate(json.loads(Holder.me("bench").text()))
