@@ -5,11 +5,12 @@ Every change to it (take, take over, give back) runs on the host as one short sc
 under `flock` on `<state_dir>/lock.guard`, so two controllers never interleave: taking
 writes the holder only when no lock is there (or, for a takeover, when the lock still
 holds exactly the stale holder that was judged dead: compare and swap), through a temp
-file and `mv` (the file is never half written). A lock is stale only when its holder
-is provably dead: it ran on this very controller (same host name and boot id) and its
-pid is gone or now belongs to a process that started at another time, or this
-controller has rebooted since. A holder on another controller is never guessed dead:
-the run is refused, naming it (docs/apply.md says how to clear it by hand).
+file and `mv` (the file is never half written). A lock is stale only when its holder is provably dead:
+it ran on this very controller, in this very boot and pid namespace (same host name,
+boot id and pid namespace, so its pid means the same process table as ours), and that
+pid is gone or now belongs to a process that started at another time. Anything else (a
+holder on another controller, in another container, or before a reboot) is never guessed
+dead: the run is refused, naming it (docs/apply.md says how to clear it by hand).
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ def _proc_start(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def _pid_ns() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def _boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -79,12 +87,14 @@ class Holder:
     started: str  # UTC, ISO 8601
     command: str
     boot_id: str = ""
+    pid_ns: str = ""
     proc_start: int | None = None
 
     @classmethod
     def me(cls, command: str) -> "Holder":
         pid = os.getpid()
-        return cls(socket.gethostname(), pid, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command, _boot_id(), _proc_start(pid))
+        return cls(socket.gethostname(), pid, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command, _boot_id(), _pid_ns(),
+                   _proc_start(pid))
 
     def text(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -93,11 +103,11 @@ class Holder:
         return f"`{self.command}` by pid {self.pid} on {self.controller}, since {self.started}"
 
     def dead(self) -> bool:
-        """Provably dead: it ran here (same host name, same boot) and its process is gone."""
-        if self.controller != socket.gethostname() or not self.boot_id:
+        """Provably dead: it ran in our process table (same host name, boot and pid
+        namespace) and its pid is gone or is another process now."""
+        here = (socket.gethostname(), _boot_id(), _pid_ns())
+        if (self.controller, self.boot_id, self.pid_ns) != here or "" in here or self.proc_start is None:
             return False
-        if self.boot_id != _boot_id():
-            return True  # this controller rebooted since: every process of then is gone
         return _proc_start(self.pid) != self.proc_start
 
 
@@ -109,7 +119,8 @@ def parse_holder(text: str) -> Holder | None:
         return None
     if problems("host-lock", doc):
         return None
-    return Holder(doc["controller"], doc["pid"], doc["started"], doc["command"], doc.get("boot_id", ""), doc.get("proc_start"))
+    return Holder(doc["controller"], doc["pid"], doc["started"], doc["command"], doc.get("boot_id", ""), doc.get("pid_ns", ""),
+                  doc.get("proc_start"))
 
 
 def _take(conn: Connector, state_dir: str, mine: Holder, stale: str = "") -> str | None:

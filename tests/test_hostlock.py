@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -24,7 +25,7 @@ def dead_holder(command: str = "apply") -> Holder:
     time read while it ran, then the process ended."""
     proc = subprocess.Popen(["sleep", "60"])
     me = Holder.me(command)
-    holder = Holder(me.controller, proc.pid, "2026-12-06T01:00:00Z", command, me.boot_id, _proc_start(proc.pid))
+    holder = Holder(me.controller, proc.pid, "2026-12-06T01:00:00Z", command, me.boot_id, me.pid_ns, _proc_start(proc.pid))
     assert not holder.dead()
     proc.kill()
     proc.wait()
@@ -55,11 +56,14 @@ def test_a_dead_controllers_lock_is_taken_over_a_foreign_one_is_not(tmp_path):
     assert parse_holder((state / LOCK).read_text()) == mine
     release(conn, str(state), mine)
     # the same dead pid, but recorded by another controller: its liveness cannot be known here
-    foreign = Holder("controller-elsewhere", stale.pid, stale.started, "apply", "another-boot", stale.proc_start)
+    foreign = Holder("controller-elsewhere", stale.pid, stale.started, "apply", stale.boot_id, stale.pid_ns, stale.proc_start)
     (state / LOCK).write_text(foreign.text())
     with pytest.raises(HostLocked, match="pid .* on controller-elsewhere"):
         acquire(conn, str(state), "apply")
     assert parse_holder((state / LOCK).read_text()) == foreign
+    # ours by name, but from another boot or pid namespace (a container): not provably dead either
+    for other in (replace(stale, boot_id="another-boot"), replace(stale, pid_ns="pid:[1]"), replace(stale, proc_start=None)):
+        assert not other.dead()
 
 
 def test_release_never_removes_someone_elses_lock(tmp_path):
