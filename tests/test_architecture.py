@@ -13,8 +13,8 @@ PKG = Path(__file__).resolve().parent.parent / "coffers_provision"
 # The floors, bottom up (ARCHITECTURE.md). A name is the first part of a module path below
 # the package: `engine` for coffers_provision/engine/runner.py.
 FLOORS = [
-    {"__init__", "errors", "status", "resources", "output", "schema", "topology", "shardmap", "model", "modelgen", "planner", "inventory", "vault", "units"},
-    {"facts", "connect", "fanout"},
+    {"__init__", "errors", "status", "resources", "output", "schema", "topology", "shardmap", "model", "modelgen", "planner", "inventory", "vault", "units", "rollout"},
+    {"facts", "connect", "fanout", "hostlock"},
     {"engine"},
     {"bench", "serving", "deployment", "tune", "fleetops"},
     {"commands", "cli", "__main__"},

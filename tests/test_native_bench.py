@@ -11,7 +11,7 @@ import pytest
 
 from coffers_provision.facts.numa import parse_sysfs
 from coffers_provision.resources import schema_path
-from tests.c.nativebuild import BENCH, build, sanitized
+from tests.c.nativebuild import BENCH, C_TESTS, build, sanitized
 
 SMALL = ["--size-mb", "4", "--iterations", "3"]
 
@@ -104,3 +104,36 @@ def test_help_goes_to_stdout():
     proc = bench("--help")
     assert proc.returncode == 0 and proc.stderr == ""
     assert proc.stdout.startswith("usage: numa-shard-bench [--size-mb N]")
+
+
+# -- fail fast: a CPU it cannot pin to stops the run at once, naming the CPU ------------------
+
+def test_a_cpu_outside_the_allowed_set_is_named_before_any_thread_starts():
+    """taskset hides the node's other CPUs (a cpuset or CPUAffinity= does the same)."""
+    cpus = parse_sysfs("/sys/devices/system/node").node(0).cpus
+    if len(cpus) < 2:
+        pytest.skip("node 0 has one CPU here: nothing to hide")
+    binary = build(BENCH, "gcc", ("-O3", "-march=native"))
+    proc = subprocess.run(["taskset", "-c", str(cpus[0]), str(binary), "--nodes", "0", *SMALL],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert f"numa-shard-bench: cannot pin to CPU {cpus[1]} of node 0: it is not in this process's allowed CPUs ({cpus[0]})" in line
+
+
+def test_a_worker_that_cannot_pin_stops_the_run_and_nothing_waits_for_it(tmp_path):
+    """Workers fail to pin after the allowed-set check passed (tests/c/failpin.c injects
+    that); the main thread, waiting for every worker to pin, exits at once naming the CPU
+    rather than spinning on a barrier the failed worker never reaches (timeout: a hang fails)."""
+    cpus = parse_sysfs("/sys/devices/system/node").node(0).cpus
+    if len(cpus) < 2:
+        pytest.skip("node 0 has one CPU here: no worker thread")
+    shim = tmp_path / "failpin.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", str(C_TESTS / "failpin.c"), "-o", str(shim), "-ldl"], check=True)
+    binary = build(BENCH, "gcc", ("-O3", "-march=native"))
+    proc = subprocess.run([str(binary), "--nodes", "0", *SMALL], capture_output=True, text=True, timeout=60,
+                          env={"LD_PRELOAD": str(shim), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 1 and "read GB/s" not in proc.stdout  # no figure from unpinned threads
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("numa-shard-bench: cannot pin a thread to CPU ") and line.endswith(": Invalid argument")
+    assert int(line.split("CPU ")[1].split(":")[0]) in cpus[1:]

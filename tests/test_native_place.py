@@ -297,3 +297,15 @@ def test_place_check_refuses_a_map_naming_an_absent_node():
     proc = subprocess.run([str(sanitized(C_TESTS / "place_check.c"))], capture_output=True, text=True,
                           env={**os.environ, "GGML_NUMA_SHARD_MAP": "0-3:node1023"}, timeout=60)
     assert proc.returncode == 1 and "node 1023 is offline or does not exist" in proc.stderr
+
+
+def test_a_node_that_refuses_pages_is_named_and_exits_4():
+    """tests/c/place_refused.c feeds the kernel's per-page refusals to the tool's own
+    accounting: each refusing node is named with its count and reason, exit 4."""
+    proc = subprocess.run([str(sanitized(C_TESTS / "place_refused.c"))], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stdout == "moved 1 0 1 failed 2 1 0\n"
+    assert proc.stderr.splitlines() == [
+        "numa-shard-place: model.gguf: node 1 could not take 2 of its 3 pages: Cannot allocate memory (the node has no free memory left)",
+        "numa-shard-place: model.gguf: node 2 could not take 1 of its 1 pages: Device or resource busy (the pages are locked, pinned or under I/O)",
+    ]

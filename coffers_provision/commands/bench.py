@@ -105,6 +105,8 @@ def _bad_percent(args: argparse.Namespace) -> str | None:
 def run_fleet(args: argparse.Namespace) -> ExitStatus:
     from ..bench.run import BenchSettings, bench_host, install_play
     from ..bench.store import HostRecord, StoreError, write_run
+    from ..hostlock import locked
+    from .apply import state_dir_of
 
     if problem := _bad_numbers(args):
         error(problem)
@@ -121,8 +123,10 @@ def run_fleet(args: argparse.Namespace) -> ExitStatus:
     overrides = {"size_mb": args.size_mb, "iterations": args.iterations, "threads": args.threads, "timeout_s": args.timeout_s}
     settings = {h.name: BenchSettings().merged(h.coffers.get("bench"), overrides) for h in hosts}
 
-    def one(host: Host, conn: Any) -> HostRecord:
+    def bench(host: Host, conn: Any) -> HostRecord:
         return bench_host(host, conn, settings[host.name], play=play, facts_dir=args.facts_dir, refresh_facts=args.refresh_facts)
+
+    one = locked(bench, state_dir_of, "bench")
 
     started = datetime.now(timezone.utc)
     # Hosts marked serial (or all, with --serial) run one at a time, after the others.

@@ -90,7 +90,9 @@ def run(args: argparse.Namespace) -> ExitStatus:
     from ..deployment.host import Sources
     from ..engine.role import load_play
     from ..bench import tuned as records
+    from ..hostlock import locked
     from ..tune.run import TuneReport, TuneSettings, tune_host
+    from .apply import state_dir_of
 
     play = load_play(args.play or default_play_file())
     selected = select_hosts(args)
@@ -101,7 +103,8 @@ def run(args: argparse.Namespace) -> ExitStatus:
     settings = TuneSettings(ApplySettings(facts_dir=args.facts_dir, sources=sources), tune_dir=args.results,
                             variants=args.strategies, requests=args.requests, n_predict=args.n_predict, prompt_tokens=args.prompt_tokens)
     run_id = records.run_id()
-    outcomes = run_hosts(hosts, lambda host, conn: tune_host(host, conn, play, settings, run_id), forks=args.forks,
+    work = locked(lambda host, conn: tune_host(host, conn, play, settings, run_id), state_dir_of, "tune")
+    outcomes = run_hosts(hosts, work, forks=args.forks,
                          options=connect_options(args, inv), label="tune", progress=not args.json, failed=lambda r: r.failed)
     reports = [o.value if o.value is not None else TuneReport(o.host, error=o.error) for o in outcomes]
     unreachable = sum(o.status == UNREACHABLE for o in outcomes)

@@ -109,17 +109,36 @@ def _journal(conn: Connector, unit: str) -> str:
 # -- systemd: the units as they run ----------------------------------------------------------
 
 
-def check_units(conn: Connector, dep: Deployment) -> list[Answer]:
-    out = []
-    for svc in endpoints(dep):
-        def alive(unit: str = svc.unit) -> str | None:
-            state = conn.run(["systemctl", "is-active", unit], timeout=30).stdout.strip()
-            return None if state in ("active", "activating", "reloading") else f"{unit} is {state}"
+def _ask_unit(conn: Connector, dep: Deployment, svc: Endpoint) -> Answer:
+    def alive() -> str | None:
+        state = conn.run(["systemctl", "is-active", svc.unit], timeout=30).stdout.strip()
+        return None if state in ("active", "activating", "reloading") else f"{svc.unit} is {state}"
 
-        try:
-            out.append(_ask(conn, svc, dep.health_timeout_s, alive))
-        except HostError as e:
-            raise HostError(f"{svc.unit} did not answer: {e}\n--- journalctl -u {svc.unit} ---\n{_journal(conn, svc.unit)}") from None
+    try:
+        return _ask(conn, svc, dep.health_timeout_s, alive)
+    except HostError as e:
+        raise HostError(f"{svc.unit} did not answer: {e}\n--- journalctl -u {svc.unit} ---\n{_journal(conn, svc.unit)}") from None
+
+
+def check_units(conn: Connector, dep: Deployment) -> list[Answer]:
+    return [_ask_unit(conn, dep, svc) for svc in endpoints(dep)]
+
+
+def restart_one_by_one(conn: Connector, dep: Deployment, fresh: set[str], *, ask: bool = True) -> list[Answer]:
+    """replicate: restart each instance only once the one before it answered, so the
+    front-end always has instances to send requests to; then ask the front-end. Units in
+    `fresh` were just started by the play and are only asked. Without `ask` (verify off)
+    the instances still go one at a time, without waiting."""
+    out = []
+    for svc in dep.services:
+        if svc.unit not in fresh:
+            r = conn.run(["systemctl", "restart", svc.unit], timeout=300)
+            if not r.ok:
+                raise HostError(f"systemctl restart {svc.unit}: {(r.stderr or r.stdout).strip()}")
+        if ask:
+            out.append(_ask_unit(conn, dep, Endpoint(svc.unit, svc.host, svc.port)))
+    if ask and dep.frontend is not None:
+        out.append(_ask_unit(conn, dep, Endpoint(dep.frontend.unit, dep.frontend.host, dep.frontend.port)))
     return out
 
 
@@ -216,6 +235,12 @@ def _notified(report: HostReport) -> bool:
     return any(r.handler and r.task == RESTART_HANDLER for r in report.results)
 
 
+def _started(report: HostReport) -> set[str]:
+    """The units the play's own tasks started (they came up with the new files already)."""
+    return {unit for r in report.results if r.module == "systemd_unit" and not r.handler
+            for s in r.steps if s.status is Status.CHANGED and s.name.startswith("start ") for unit in s.name.split()[1:]}
+
+
 def _deployable(report: HostReport) -> str | None:
     """Why there is no server to ask (its unit was skipped: llama-server or the model is missing)."""
     for r in report.results:
@@ -229,12 +254,41 @@ def needs(variables: Mapping[str, Any]) -> Needs:
     return Needs(capture={SYSTEMD_BOOTED}, read={_state_path(str(variables["state_dir"]), VERIFIED)})
 
 
+def _pending_restart(conn: Connector, state: HostState, state_dir: str, keep: bool) -> None:
+    """Record (or clear) the restart on the host, so a failed or killed run leaves it to the next."""
+    state.forget([pending.path(state_dir)])
+    names = set(pending.load(state, state_dir))
+    pending.store(conn, state, state_dir, sorted(names | {RESTART_HANDLER} if keep else names - {RESTART_HANDLER}))
+
+
+def _checked(conn: Connector, state: HostState, state_dir: str, report: HostReport,
+             check: Callable[[], list[Answer]], booted: bool, restarts: bool = False) -> list[Answer] | None:
+    """`check()`'s answers, or None after appending its failure to `report`. With
+    `restarts` (the check restarts instances itself) the restart stays pending meanwhile."""
+    start = time.monotonic()
+    if restarts:
+        _pending_restart(conn, state, state_dir, keep=True)
+    try:
+        answers = check()
+    except HostError as e:
+        report.results.append(TaskResult("serving", "health", "health", Status.FAILED, str(e), seconds=time.monotonic() - start))
+        if booted:  # the restart did not take: keep it pending so the next apply retries it
+            _pending_restart(conn, state, state_dir, keep=True)
+        return None
+    if restarts:
+        _pending_restart(conn, state, state_dir, keep=False)
+    return answers
+
+
 def verify(conn: Connector, state: HostState, dep: Deployment, report: HostReport, variables: Mapping[str, Any]) -> None:
     """Append one `serving` result per instance to `report` (or one failure, with the log)."""
     state_dir = str(variables["state_dir"])
     booted = state.capture(SYSTEMD_BOOTED).ok
+    one_by_one = booted and dep.template and _notified(report) and _deployable(report) is None
     why_not = _deployable(report) or (None if dep.verify else "coffers.service.verify is false")
     if why_not:
+        if one_by_one:
+            _checked(conn, state, state_dir, report, lambda: restart_one_by_one(conn, dep, _started(report), ask=False), booted, restarts=True)
         report.results.append(TaskResult("serving", "health", "health", Status.SKIPPED, f"not asked: {why_not}"))
         return
     fingerprint = dep.to_json()["fingerprint"]
@@ -249,15 +303,13 @@ def verify(conn: Connector, state: HostState, dep: Deployment, report: HostRepor
             last = None
         if last == fingerprint and not _notified(report):
             return
-    start = time.monotonic()
-    try:
-        answers = check_units(conn, dep) if booted else _check_transient(conn, dep, state_dir)
-    except HostError as e:
-        report.results.append(TaskResult("serving", "health", "health", Status.FAILED, str(e), seconds=time.monotonic() - start))
-        if booted:  # the restart did not take: keep it pending so the next apply retries it
-            state.forget([pending.path(state_dir)])
-            names = pending.load(state, state_dir)
-            pending.store(conn, state, state_dir, sorted(set(names) | {RESTART_HANDLER}))
+    if one_by_one:
+        answers = _checked(conn, state, state_dir, report, lambda: restart_one_by_one(conn, dep, _started(report)), booted, restarts=True)
+    elif booted:
+        answers = _checked(conn, state, state_dir, report, lambda: check_units(conn, dep), booted)
+    else:
+        answers = _checked(conn, state, state_dir, report, lambda: _check_transient(conn, dep, state_dir), booted)
+    if answers is None:
         return
     for a in answers:
         report.results.append(TaskResult(

@@ -17,7 +17,7 @@ COLORS = {Status.OK: "green", Status.CHANGED: "yellow", Status.SKIPPED: "cyan", 
 
 def exit_status(reports: Sequence[HostReport]) -> ExitStatus:
     return fleet_status(
-        failed=sum(1 for r in reports if r.unreachable is None and r.failed),
+        failed=sum(1 for r in reports if r.unreachable is None and (r.failed or r.not_reached is not None)),
         unreachable=sum(1 for r in reports if r.unreachable is not None),
     )
 
@@ -31,7 +31,8 @@ def to_json(reports: Sequence[HostReport], *, check: bool) -> dict[str, Any]:
 
 
 def retry_hosts(reports: Sequence[HostReport]) -> list[str]:
-    return [r.host for r in reports if r.unreachable is not None or r.failed]
+    """The hosts that did not get the change: failed, unreachable, or not reached."""
+    return [r.host for r in reports if r.unreachable is not None or r.failed or r.not_reached is not None]
 
 
 def write_retry(path: Path, reports: Sequence[HostReport]) -> bool:
@@ -54,6 +55,9 @@ def print_tasks(console: Console, reports: Sequence[HostReport], *, check: bool,
         if r.unreachable is not None:
             console.print(f"[magenta]{escape(r.host)}: UNREACHABLE:[/] {escape(r.unreachable)}")
             continue
+        if r.not_reached is not None:
+            console.print(f"[blue]{escape(r.host)}: NOT REACHED:[/] {escape(r.not_reached)}")
+            continue
         if r.error is not None:
             console.print(f"[red]{escape(r.host)}: FAILED before any task:[/] {escape(r.error)}")
         for t in r.results:
@@ -69,11 +73,12 @@ def print_tasks(console: Console, reports: Sequence[HostReport], *, check: bool,
 def recap_table(reports: Sequence[HostReport], *, check: bool) -> Table:
     table = Table(title="apply recap" + (" (--check: nothing was changed)" if check else ""))
     table.add_column("host")
-    for col in ("ok", "would change" if check else "changed", "skipped", "failed", "unreachable"):
-        table.add_column(col, justify="right")
+    keys = ["ok", "changed", "skipped", "failed", "unreachable"] + (["not_reached"] if any(r.not_reached for r in reports) else [])
+    for key in keys:
+        table.add_column({"changed": "would change" if check else "changed", "not_reached": "not reached"}.get(key, key), justify="right")
     for r in reports:
-        c = r.counts()
-        cells = [str(c[k]) for k in ("ok", "changed", "skipped", "failed", "unreachable")]
-        styles = ["green", "yellow", "cyan", "red", "magenta"]
+        c = {**r.counts(), "not_reached": int(r.not_reached is not None)}
+        cells = [str(c[k]) for k in keys]
+        styles = ["green", "yellow", "cyan", "red", "magenta", "blue"]
         table.add_row(escape(r.host), *(f"[{s}]{v}[/]" if v != "0" else v for s, v in zip(styles, cells)))
     return table

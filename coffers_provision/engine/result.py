@@ -71,6 +71,7 @@ class HostReport:
     results: list[TaskResult] = field(default_factory=list)
     unreachable: str | None = None  # the reason, when the host could not be reached
     error: str | None = None  # a failure outside any task (bad vars, plan, facts)
+    not_reached: str | None = None  # why the run stopped before this host (a rollout's failure budget)
 
     def count(self, status: Status) -> int:
         return sum(1 for r in self.results if r.status is status)
@@ -94,5 +95,7 @@ class HostReport:
             out["unreachable_reason"] = self.unreachable
         if self.error is not None:
             out["error"] = self.error
+        if self.not_reached is not None:
+            out["not_reached"] = self.not_reached
         out["tasks"] = [r.to_json() for r in self.results]
         return out

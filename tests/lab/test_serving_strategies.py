@@ -167,6 +167,25 @@ def test_replicate_front_end_spreads_requests_and_survives_an_instance(lab: dict
     assert status == 200, text  # the front-end sent it to the instance still running
 
 
+def test_replicate_restarts_its_instances_one_at_a_time(lab: dict, guests: dict, tmp: Path) -> None:
+    """A change that restarts replicate's instances restarts one, waits for its answer,
+    then the next: read from systemd's own clock, the second instance went active only
+    after the first had answered /health."""
+    apply(lab, tmp, "lab2", strategy="replicate")  # every instance up on the current files
+    service = yaml.safe_load(INVENTORY.read_text())["all"]["vars"]["coffers"]["service"]
+    recap = apply(lab, tmp, "lab2", strategy="replicate", service={**service, "extra_args": [*service.get("extra_args", []), "--alias", "rolling"]})
+    tasks = recap["hosts"]["lab2"]["tasks"]
+    handler = next(t for t in tasks if t["task"] == "restart llama-server")
+    assert handler["status"] == "skipped" and "template" in handler["message"]
+    healthy = {t["data"]["unit"]: t["data"]["seconds_to_healthy"] for t in tasks if t["role"] == "serving" and t.get("data")}
+    conn = guests["lab2"]
+    units = [u for u in main_pids(conn) if "@" in u]
+    assert len(units) == 2 and set(units) <= set(healthy), (units, healthy)
+    entered = {u: int(conn.run(["systemctl", "show", "-P", "ActiveEnterTimestampMonotonic", u]).stdout.strip()) / 1e6 for u in units}
+    first, second = sorted(units, key=entered.__getitem__)
+    assert entered[second] - entered[first] >= healthy[first], (entered, healthy)
+
+
 def test_tune_measures_every_variant_and_auto_picks_the_fastest(lab: dict, guests: dict, tmp: Path) -> None:
     inv = inventory(tmp, strategy="auto")
     rc, doc = cli(lab, tmp, "tune", str(inv), "--limit", "lab4", "--facts-dir", str(tmp / "facts"), "--results", str(tmp / "tune"),
