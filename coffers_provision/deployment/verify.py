@@ -231,40 +231,46 @@ def needs(variables: Mapping[str, Any]) -> Needs:
 
 def verify(conn: Connector, state: HostState, dep: Deployment, report: HostReport, variables: Mapping[str, Any]) -> None:
     """Append one `serving` result per instance to `report` (or one failure, with the log)."""
+    report.results += check(conn, state, dep, variables, restarted=_notified(report), missing=_deployable(report))
+
+
+def check(conn: Connector, state: HostState, dep: Deployment, variables: Mapping[str, Any], *,
+          restarted: bool, missing: str | None) -> list[TaskResult]:
+    """The check after a play, by either engine: `restarted` says the play ran the restart
+    handler, `missing` why its unit was skipped (a file it runs is not on the host)."""
     state_dir = str(variables["state_dir"])
     booted = state.capture(SYSTEMD_BOOTED).ok
-    why_not = _deployable(report) or (None if dep.verify else "coffers.service.verify is false")
+    why_not = missing or (None if dep.verify else "coffers.service.verify is false")
     if why_not:
-        report.results.append(TaskResult("serving", "health", "health", Status.SKIPPED, f"not asked: {why_not}"))
-        return
+        return [TaskResult("serving", "health", "health", Status.SKIPPED, f"not asked: {why_not}")]
     fingerprint = dep.to_json()["fingerprint"]
     if booted:
-        if not _notified(report):
-            return
+        if not restarted:
+            return []
     else:
         raw = state.read(_state_path(state_dir, VERIFIED))
         try:
             last = json.loads(raw).get("fingerprint") if raw else None
         except (ValueError, AttributeError):
             last = None
-        if last == fingerprint and not _notified(report):
-            return
+        if last == fingerprint and not restarted:
+            return []
     start = time.monotonic()
     try:
         answers = check_units(conn, dep) if booted else _check_transient(conn, dep, state_dir)
     except HostError as e:
-        report.results.append(TaskResult("serving", "health", "health", Status.FAILED, str(e), seconds=time.monotonic() - start))
+        failed = TaskResult("serving", "health", "health", Status.FAILED, str(e), seconds=time.monotonic() - start)
         if booted:  # the restart did not take: keep it pending so the next apply retries it
             state.forget([pending.path(state_dir)])
             names = pending.load(state, state_dir)
             pending.store(conn, state, state_dir, sorted(set(names) | {RESTART_HANDLER}))
-        return
-    for a in answers:
-        report.results.append(TaskResult(
+        return [failed]
+    results = [TaskResult(
             "serving", f"health {a.endpoint.unit}", "health", Status.OK,
             f"{a.url} answered: prompt {a.prompt_tps:.1f} tokens/s, generation {a.gen_tps:.1f} tokens/s"
             + ("" if booted else " (transient run: systemd is not PID 1)"),
-            seconds=a.seconds_to_healthy, data=a.to_json()))
+            seconds=a.seconds_to_healthy, data=a.to_json()) for a in answers]
     if not booted:
         record = {"fingerprint": fingerprint, "at": time.time(), "answers": [a.to_json() for a in answers]}
         conn.put((json.dumps(record, indent=2) + "\n").encode(), _state_path(state_dir, VERIFIED), mode=0o644)
+    return results
