@@ -36,12 +36,8 @@ def _mode(value: Any, default: int | None) -> str | None:
 
 def _file(path: str, data: bytes | None, *, mode: str | None, src: str | None = None, **extra: Any) -> dict[str, Any]:
     """A file step: text content inline, anything else as a local path to upload."""
-    out: dict[str, Any] = {"dest": path, "mode": mode, **extra}
-    if data is not None:
-        out["content"] = data.decode()
-    else:
-        out["src"] = src
-    return out
+    return {"dest": path, "mode": mode, "content": None if data is None else data.decode(),
+            "src": None if data is not None else src, "validate": None, "notify": [], **extra}
 
 
 def _copy(args: dict, ctx: Context) -> dict[str, Any]:
