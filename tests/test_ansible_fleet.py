@@ -65,10 +65,13 @@ def zero(fleet) -> dict[str, int]:
 @pytest.mark.slow
 def test_ansible_then_apply_changes_nothing_and_a_second_playbook_neither(make_fleet, tmp_path):
     fleet = make_fleet(specs=SPECS)
-    inv = ansible_inventory(fleet, tmp_path, service={"port": 18080})
-    rc, recap, log = playbook(fleet, tmp_path, inv)
+    secret = "tok-5f1d9c0a7e"  # a value the user gives the server: in the unit, never in a diff or log
+    inv = ansible_inventory(fleet, tmp_path, service={"port": 18080, "environment": {"LLAMA_API_KEY": secret}})
+    rc, recap, log = playbook(fleet, tmp_path, inv, "--diff")
     assert rc == 0, log[-4000:]
     assert all(recap[h.name]["changed"] > 0 and recap[h.name]["failed"] == 0 for h in fleet.hosts), recap
+    assert secret not in log and "+ExecStart=" not in log and "/usr/local/include/ggml-numa-shard.h" in log
+    assert all(secret in h.upper("/etc/systemd/system/coffers-llama.service").read_text() for h in fleet.hosts)
     after_ansible = trees(fleet.hosts)
     rc, doc = apply(fleet, tmp_path, inv)
     assert rc == 0 and {h: d["changed"] for h, d in doc["hosts"].items()} == zero(fleet), json.dumps(doc)[:3000]

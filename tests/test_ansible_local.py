@@ -15,7 +15,7 @@ import yaml
 
 from .test_ansible import export
 from .test_ansible_fleet import RECAP
-from .test_apply import apply, env, inventory
+from .test_apply import apply, apply_cmd, env, inventory
 from .test_serving import free_port, serving
 
 
@@ -69,3 +69,17 @@ def test_a_server_that_does_not_come_up_fails_the_host_with_its_log(tmp_path):
     assert "the server exited" in log and "cannot load the model: out of memory" in log, log[-3000:]
     rc, doc = apply(tmp_path, inv)  # not recorded as verified: apply asks again, and fails as well
     assert rc == 3 and [c["status"] for c in serving(doc)] == ["failed"]
+
+
+def test_a_bad_inventory_value_fails_under_ansible_with_the_tools_message(tmp_path):
+    inv = local_inventory(tmp_path, Path("/bin/true"))
+    assert export(inv, tmp_path / "project").returncode == 0
+    doc = yaml.safe_load(inv.read_text())
+    doc["all"]["hosts"]["localhost"]["coffers"]["strategy"] = "nonsense"
+    inv.write_text(yaml.safe_dump(doc))
+    proc = subprocess.run(apply_cmd(tmp_path, inv), capture_output=True, text=True, env=env(tmp_path), timeout=300)
+    message = proc.stderr.strip().splitlines()[0]
+    assert proc.returncode == 1 and f"{inv}:" in message and "nonsense" in message, proc.stderr
+    rc, recap, log = playbook(tmp_path, inv)
+    assert rc != 0 and message in log, log[-3000:]
+    assert not (tmp_path / "root/var/lib/coffers").exists()  # nothing was written

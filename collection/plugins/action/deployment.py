@@ -36,8 +36,8 @@ class ActionModule(ActionBase):
         except CoffersError as e:
             return {**result, "failed": True, "msg": str(e)}
         secrets = [str(s) for s in d.variables["no_log_values"] if len(str(s)) >= 4]
-        for item in steps["files"]:
-            item["secret"] = any(s in (item.get("content") or "") for s in secrets)
+        for item in steps["files"] + [f for unit in steps["units"] for f in unit["files"]]:
+            item["secret"] = any(s in (item["content"] or "") for s in secrets)
         result.update(changed=False, deployment=d.deployment.to_json(mask=True), record=record(d.deployment), steps=steps,
                       restart_handler=RESTART_HANDLER)
         if secrets:
