@@ -27,6 +27,7 @@ COMMANDS = {
     "exec": "run a host's llama-server exactly as its unit would, in the foreground",
     "tune": "measure tokens/s of every strategy on each host and deploy the fastest",
     "bench": "run numa-shard-bench fleet-wide; report and compare stored results",
+    "export": "write a ready Ansible project (the coffers.numa collection) deploying what apply deploys",
 }
 
 

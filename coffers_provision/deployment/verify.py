@@ -261,20 +261,19 @@ def _pending_restart(conn: Connector, state: HostState, state_dir: str, keep: bo
     pending.store(conn, state, state_dir, sorted(names | {RESTART_HANDLER} if keep else names - {RESTART_HANDLER}))
 
 
-def _checked(conn: Connector, state: HostState, state_dir: str, report: HostReport,
-             check: Callable[[], list[Answer]], booted: bool, restarts: bool = False) -> list[Answer] | None:
-    """`check()`'s answers, or None after appending its failure to `report`. With
-    `restarts` (the check restarts instances itself) the restart stays pending meanwhile."""
+def _checked(conn: Connector, state: HostState, state_dir: str, check: Callable[[], list[Answer]],
+             booted: bool, restarts: bool = False) -> list[Answer] | TaskResult:
+    """`check()`'s answers, or its failure. With `restarts` (the check restarts instances
+    itself) the restart stays pending meanwhile."""
     start = time.monotonic()
     if restarts:
         _pending_restart(conn, state, state_dir, keep=True)
     try:
         answers = check()
     except HostError as e:
-        report.results.append(TaskResult("serving", "health", "health", Status.FAILED, str(e), seconds=time.monotonic() - start))
         if booted:  # the restart did not take: keep it pending so the next apply retries it
             _pending_restart(conn, state, state_dir, keep=True)
-        return None
+        return TaskResult("serving", "health", "health", Status.FAILED, str(e), seconds=time.monotonic() - start)
     if restarts:
         _pending_restart(conn, state, state_dir, keep=False)
     return answers
@@ -282,41 +281,51 @@ def _checked(conn: Connector, state: HostState, state_dir: str, report: HostRepo
 
 def verify(conn: Connector, state: HostState, dep: Deployment, report: HostReport, variables: Mapping[str, Any]) -> None:
     """Append one `serving` result per instance to `report` (or one failure, with the log)."""
+    report.results += check(conn, state, dep, variables, restarted=_notified(report), missing=_deployable(report),
+                            started=_started(report))
+
+
+def check(conn: Connector, state: HostState, dep: Deployment, variables: Mapping[str, Any], *,
+          restarted: bool, missing: str | None, started: set[str] | frozenset[str] = frozenset()) -> list[TaskResult]:
+    """The check after a play, by either engine: `restarted` says the play ran the restart
+    handler, `missing` why its unit was skipped (a file it runs is not on the host),
+    `started` the units the play itself started (a one-by-one restart only asks them)."""
     state_dir = str(variables["state_dir"])
     booted = state.capture(SYSTEMD_BOOTED).ok
-    one_by_one = booted and dep.template and _notified(report) and _deployable(report) is None
-    why_not = _deployable(report) or (None if dep.verify else "coffers.service.verify is false")
+    one_by_one = booted and dep.template and restarted and missing is None
+    why_not = missing or (None if dep.verify else "coffers.service.verify is false")
+    skipped = [TaskResult("serving", "health", "health", Status.SKIPPED, f"not asked: {why_not}")]
     if why_not:
         if one_by_one:
-            _checked(conn, state, state_dir, report, lambda: restart_one_by_one(conn, dep, _started(report), ask=False), booted, restarts=True)
-        report.results.append(TaskResult("serving", "health", "health", Status.SKIPPED, f"not asked: {why_not}"))
-        return
+            failed = _checked(conn, state, state_dir, lambda: restart_one_by_one(conn, dep, set(started), ask=False), booted, restarts=True)
+            return ([failed] if isinstance(failed, TaskResult) else []) + skipped
+        return skipped
     fingerprint = dep.to_json()["fingerprint"]
     if booted:
-        if not _notified(report):
-            return
+        if not restarted:
+            return []
     else:
         raw = state.read(_state_path(state_dir, VERIFIED))
         try:
             last = json.loads(raw).get("fingerprint") if raw else None
         except (ValueError, AttributeError):
             last = None
-        if last == fingerprint and not _notified(report):
-            return
+        if last == fingerprint and not restarted:
+            return []
     if one_by_one:
-        answers = _checked(conn, state, state_dir, report, lambda: restart_one_by_one(conn, dep, _started(report)), booted, restarts=True)
+        answers = _checked(conn, state, state_dir, lambda: restart_one_by_one(conn, dep, set(started)), booted, restarts=True)
     elif booted:
-        answers = _checked(conn, state, state_dir, report, lambda: check_units(conn, dep), booted)
+        answers = _checked(conn, state, state_dir, lambda: check_units(conn, dep), booted)
     else:
-        answers = _checked(conn, state, state_dir, report, lambda: _check_transient(conn, dep, state_dir), booted)
-    if answers is None:
-        return
-    for a in answers:
-        report.results.append(TaskResult(
+        answers = _checked(conn, state, state_dir, lambda: _check_transient(conn, dep, state_dir), booted)
+    if isinstance(answers, TaskResult):
+        return [answers]
+    results = [TaskResult(
             "serving", f"health {a.endpoint.unit}", "health", Status.OK,
             f"{a.url} answered: prompt {a.prompt_tps:.1f} tokens/s, generation {a.gen_tps:.1f} tokens/s"
             + ("" if booted else " (transient run: systemd is not PID 1)"),
-            seconds=a.seconds_to_healthy, data=a.to_json()))
+            seconds=a.seconds_to_healthy, data=a.to_json()) for a in answers]
     if not booted:
         record = {"fingerprint": fingerprint, "at": time.time(), "answers": [a.to_json() for a in answers]}
         conn.put((json.dumps(record, indent=2) + "\n").encode(), _state_path(state_dir, VERIFIED), mode=0o644)
+    return results

@@ -17,7 +17,7 @@ from ..inventory.merge import MERGED_VARS, deep_merge
 from . import handlers as pending_store
 from .modules import SYSTEMD_BOOTED, Context, Outcome, TaskFailed, get
 from .result import HostReport, Status, Step, TaskResult, combine
-from .role import Play, Task
+from .role import Play, PlayRole, Task
 from .state import HostState, Needs, ProbeError
 from .templating import TemplateError, evaluate, render_value, resolve_vars
 
@@ -57,7 +57,7 @@ def play_vars(play: Play, host_vars: Mapping[str, Any], extra: Mapping[str, Any]
 
 
 @dataclass
-class _Entry:
+class Entry:
     """One task (or one loop item of it), rendered for this host."""
 
     task: Task
@@ -68,15 +68,15 @@ class _Entry:
     needs_files: list[str] = field(default_factory=list)
 
 
-def _expand(task: Task, variables: Mapping[str, Any]) -> list[_Entry]:
+def expand(task: Task, variables: Mapping[str, Any]) -> list[Entry]:
     try:
         items = [None]
         if task.loop is not None:
             items = render_value(task.loop, variables, where=f"{task.where}: loop")
             if not isinstance(items, list):
-                return [_Entry(task, task.name, error=f"{task.where}: loop must give a list, got {type(items).__name__}")]
+                return [Entry(task, task.name, error=f"{task.where}: loop must give a list, got {type(items).__name__}")]
     except TemplateError as e:
-        return [_Entry(task, task.name, error=str(e))]
+        return [Entry(task, task.name, error=str(e))]
     out = []
     for item in items:
         scope = dict(variables) if task.loop is None else {**variables, "item": item}
@@ -84,14 +84,27 @@ def _expand(task: Task, variables: Mapping[str, Any]) -> list[_Entry]:
         try:
             name = str(render_value(task.name, scope, where=f"{task.where}: name"))
             if task.when is not None and not evaluate(task.when, scope, where=f"{task.where}: when"):
-                out.append(_Entry(task, name, skip=f"when: {task.when}"))
+                out.append(Entry(task, name, skip=f"when: {task.when}"))
                 continue
             args = render_value(task.args, scope, where=f"{task.where}: {task.module}")
             files = render_value(task.needs_files, scope, where=f"{task.where}: needs_files") if task.needs_files else []
-            out.append(_Entry(task, name, args=args, needs_files=[str(f) for f in files]))
+            out.append(Entry(task, name, args=args, needs_files=[str(f) for f in files]))
         except TemplateError as e:
-            out.append(_Entry(task, name, error=str(e)))
+            out.append(Entry(task, name, error=str(e)))
     return out
+
+
+def play_entries(play: Play, variables: Mapping[str, Any]) -> tuple[list[Entry], list[PlayRole]]:
+    """Every task of the roles that are on for this host, rendered; and the roles that are off."""
+    entries: list[Entry] = []
+    inactive: list[PlayRole] = []
+    for pr in play.roles:
+        if pr.when is not None and not evaluate(pr.when, variables, where=f"role {pr.role.name}: when"):
+            inactive.append(pr)
+            continue
+        for task in pr.role.tasks:
+            entries += expand(task, variables)
+    return entries, inactive
 
 
 class _Play:
@@ -109,7 +122,7 @@ class _Play:
         return Context(self.host, self.conn, self.state, variables or self.vars, task.role, want_diff=self.options.diff)
 
     # -- one task ----------------------------------------------------------
-    def _outcome(self, entry: _Entry) -> Outcome:
+    def _outcome(self, entry: Entry) -> Outcome:
         if entry.error:
             raise TaskFailed(entry.error)
         ctx = self.ctx(entry.task)
@@ -118,7 +131,7 @@ class _Play:
                 return Outcome([Step("needs_files", Status.SKIPPED, f"{path} is not on the host")])
         return get(entry.task.module).prepare(entry.args, ctx)
 
-    def run_entry(self, entry: _Entry, *, handler: bool = False) -> TaskResult:
+    def run_entry(self, entry: Entry, *, handler: bool = False) -> TaskResult:
         task = entry.task
         result = TaskResult(task.role.name, entry.name, task.module, Status.OK, handler=handler)
         start = time.monotonic()
@@ -161,18 +174,13 @@ class _Play:
 
     # -- the play ----------------------------------------------------------
     def run(self) -> HostReport:
-        entries: list[_Entry] = []
-        for pr in self.play.roles:
-            try:
-                active = pr.when is None or evaluate(pr.when, self.vars, where=f"role {pr.role.name}: when")
-            except TemplateError as e:
-                self.report.error = str(e)
-                return self.report
-            if not active:
-                self.report.results.append(TaskResult(pr.role.name, f"role {pr.role.name}", "role", Status.SKIPPED, f"when: {pr.when}"))
-                continue
-            for task in pr.role.tasks:
-                entries += _expand(task, self.vars)
+        try:
+            entries, inactive = play_entries(self.play, self.vars)
+        except TemplateError as e:
+            self.report.error = str(e)
+            return self.report
+        for pr in inactive:
+            self.report.results.append(TaskResult(pr.role.name, f"role {pr.role.name}", "role", Status.SKIPPED, f"when: {pr.when}"))
         needs = Needs(capture={SYSTEMD_BOOTED}, read={pending_store.path(self.state_dir)})
         if self.extra_needs:
             needs.update(self.extra_needs)
@@ -205,7 +213,7 @@ class _Play:
         for name, task in handlers.items():
             if name not in self.notified:
                 continue
-            entries = _expand(task, self.vars)
+            entries = expand(task, self.vars)
             failed = False
             for entry in entries:
                 result = self.run_entry(entry, handler=True)

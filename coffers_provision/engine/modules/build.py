@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shlex
+from dataclasses import dataclass
 
 from ..result import Status, Step
 from ..state import Needs, PathState
@@ -55,7 +56,31 @@ def _words(value, what: str) -> list[str]:
     return [str(v) for v in value]
 
 
-def prepare(args: dict, ctx: Context) -> Outcome:
+@dataclass(frozen=True)
+class Wanted:
+    """What the installed binary must be built from, and how: the stamp and the compile."""
+
+    names: list[str]
+    blobs: dict[str, bytes]
+    flags: list[str]
+    libs: list[str]
+    mode: int
+    stamp: dict
+    stamp_file: str
+
+    @property
+    def stamp_bytes(self) -> bytes:
+        return (json.dumps(self.stamp, sort_keys=True) + "\n").encode()
+
+    def argv(self, compiler: str, workdir: str, output: str) -> list[str]:
+        c_files = [n for n in self.names if n.endswith(".c")]
+        if not c_files:
+            raise TaskFailed("build: no .c file among the sources")
+        return [compiler, *self.flags, "-I", workdir, *(f"{workdir}/{c}" for c in c_files), "-o", output, *self.libs]
+
+
+def wanted(args: dict, ctx: Context) -> Wanted:
+    """The build stamp a converged host holds (sources' hashes, compiler, flags)."""
     output, sources = args["output"], list(args["sources"])
     names = [os.path.basename(s) for s in sources]
     try:
@@ -68,14 +93,20 @@ def prepare(args: dict, ctx: Context) -> Outcome:
     arch = ctx.state.capture(UNAME).stdout.strip()
     flags = _words(args.get("cflags", ["-O3"]), "cflags") + native_flag(arch)
     libs = _words(args.get("libs", ["-lnuma"]), "libs")
-    mode = parse_mode(args.get("mode", "0755"))
-    want = {
+    stamp = {
         "output": output,
         "sources": {n: hashlib.sha256(blobs[n]).hexdigest() for n in sorted(blobs)},
         "compiler": version.stdout.strip(),
         "flags": flags + libs,
     }
-    stamp_file = stamp_path(args, ctx)
+    return Wanted(names, blobs, flags, libs, parse_mode(args.get("mode", "0755")), stamp, stamp_path(args, ctx))
+
+
+def prepare(args: dict, ctx: Context) -> Outcome:
+    output = args["output"]
+    w = wanted(args, ctx)
+    names, blobs, mode, want = w.names, w.blobs, w.mode, w.stamp
+    stamp_file = w.stamp_file
     raw = ctx.state.read(stamp_file)
     try:
         have = json.loads(raw) if raw else None
@@ -98,18 +129,16 @@ def prepare(args: dict, ctx: Context) -> Outcome:
             for k in ("sources", "compiler", "flags"):
                 if have.get(k) != want[k]:
                     diff += f"  {k}: {json.dumps(have.get(k))} -> {json.dumps(want[k])}\n"
-    c_files = [n for n in names if n.endswith(".c")]
-    if not c_files:
-        raise TaskFailed("build: no .c file among the sources")
-    stamp_bytes = (json.dumps(want, sort_keys=True) + "\n").encode()
+    stamp_bytes = w.stamp_bytes
     tmp_out = os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.coffers-build")
+    w.argv(_compiler(args), "", tmp_out)  # no .c file fails here, before anything runs
 
     def action() -> None:
         workdir = ctx.run(["mktemp", "-d", "/tmp/coffers-build.XXXXXXXX"]).stdout.strip()
         try:
             for n in names:
                 ctx.conn.put(blobs[n], f"{workdir}/{n}", mode=0o644)
-            argv = [_compiler(args), *flags, "-I", workdir, *(f"{workdir}/{c}" for c in c_files), "-o", tmp_out, *libs]
+            argv = w.argv(_compiler(args), workdir, tmp_out)
             ctx.run(argv, what=f"{_compiler(args)} ({os.path.basename(output)})")
             ctx.run(["chmod", f"{mode:04o}", "--", tmp_out])
             ctx.run(["mv", "-f", "--", tmp_out, output])
