@@ -23,6 +23,7 @@ import jsonschema
 from ..connect.base import Connector
 from ..errors import ProbeError
 from ..resources import schema_path
+from ..schema import inline_refs
 from ..topology import Topology, TopologyError
 from . import cpu, system
 from .cpu import FactError
@@ -166,7 +167,7 @@ def _validator() -> jsonschema.protocols.Validator:
     schema = json.loads(schema_path("facts").read_text())
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema)
+    return cls(inline_refs(schema))  # read at every apply for every host: no lookup per CPU id
 
 
 def validate(facts: dict[str, Any]) -> list[str]:
