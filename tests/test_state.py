@@ -152,3 +152,25 @@ def test_reads_and_commands_keep_every_byte_and_status(tmp_path):
     for cmd, (rc, text) in commands.items():
         assert (state.capture(cmd).rc, state.capture(cmd).stdout) == (rc, text), cmd
     assert conn.commands == 1
+
+
+def test_an_absent_unit_is_checked_in_the_one_command(tmp_path):
+    """A unit that must stay absent (the front-end where there is none): its file and its
+    drop-in are part of the batch, so making sure costs no second command."""
+    root = tmp_path / "root"
+    (root / "units").mkdir(parents=True)
+    write_role(
+        tmp_path / "roles", "absent",
+        defaults=f"root: {root}\n",
+        tasks="""\
+            - name: gone
+              systemd_unit: {name: gone.service, src: gone.service.j2, state: absent, unit_dir: "{{ root }}/units"}
+        """,
+        templates={"gone.service.j2": "[Service]\nExecStart=/bin/true\n"},
+    )
+    (tmp_path / "roles" / "site.yml").write_text("- role: absent\n")
+    play = load_play(tmp_path / "roles" / "site.yml")
+    conn = Counting()
+    report = run_play("local", conn, play, play_vars(play, {"state_dir": str(root / "state")}), Options(check=True))
+    assert {r.task: r.status for r in report.results} == {"gone": Status.OK}
+    assert conn.commands == 1
