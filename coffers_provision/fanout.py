@@ -104,7 +104,18 @@ class LazyConnector(Connector):
         return self.conn().open_channel(address, port, timeout)
 
 
-def _one(host: Host, fn: Callable[[Host, Connector], T], pool: ConnectionPool, failed: Callable[[T], bool] | None) -> HostOutcome[T]:
+def _one(host: Host, fn: Callable[[Host, Connector], T], pool: ConnectionPool, failed: Callable[[T], bool] | None,
+         release: bool = False) -> HostOutcome[T]:
+    """One host's work; with `release`, its connection is closed as soon as the work ends
+    (on a thousand hosts, open sessions would hold the hosts' memory and ours to the end)."""
+    try:
+        return _outcome(host, fn, pool, failed)
+    finally:
+        if release:
+            pool.release(host)
+
+
+def _outcome(host: Host, fn: Callable[[Host, Connector], T], pool: ConnectionPool, failed: Callable[[T], bool] | None) -> HostOutcome[T]:
     start = time.monotonic()
     conn = LazyConnector(host, pool)
     try:
@@ -182,7 +193,7 @@ def run_hosts(
     results: dict[str, HostOutcome[T]] = {}
     executor = ThreadPoolExecutor(max_workers=min(forks, max(len(hosts), 1)), thread_name_prefix="host")
     try:
-        futures: dict[Future, Host] = {executor.submit(_one, h, fn, pool, failed): h for h in hosts}
+        futures: dict[Future, Host] = {executor.submit(_one, h, fn, pool, failed, own_pool): h for h in hosts}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)

@@ -764,8 +764,12 @@ def _choose(h: _Host, policy: Policy, bench: Bench | None, run: Any) -> str:
     """`auto`: the best measured variant that is feasible here (a baseline too, when `tune`
     measured it fastest), else a documented heuristic among the strategies."""
     measured = set(bench.strategy_speed) if bench else set()
+    replicas = [x.id for x in h.nodes if x.cpus and x.id in h.free] if h.topo.numa_available and h.topo.nodes else []
+    wants_replicate = len(replicas) > 1 and policy.parallel >= len(replicas)
+    # without measurements only replicate's feasibility can change the answer: try only it
+    trials = STRATEGIES[:4] + tuple(b for b in BASELINES if b in measured) if measured else ("replicate",) * wants_replicate
     feasible = []
-    for s in STRATEGIES[:4] + tuple(b for b in BASELINES if b in measured):
+    for s in trials:
         saved = (list(h.warnings), list(h.reasons))
         try:
             run(s)
@@ -773,7 +777,7 @@ def _choose(h: _Host, policy: Policy, bench: Bench | None, run: Any) -> str:
         except PlanError:
             pass
         h.warnings[:], h.reasons[:] = saved  # a trial leaves no trace
-    if not feasible:
+    if measured and not feasible:
         return "shard"  # let shard raise its own error, with the numbers
     speed = {s: v for s, v in (bench.strategy_speed if bench else {}).items() if s in feasible}
     if speed:
@@ -781,8 +785,7 @@ def _choose(h: _Host, policy: Policy, bench: Bench | None, run: Any) -> str:
         h.reasons.append(f"auto: measured {bench.speed_unit} " + ", ".join(f"{s} {v:g}" for s, v in speed.items())  # type: ignore[union-attr]
                          + f": {best} is fastest" + (f" ({', '.join(s for s in feasible if s not in speed)} not measured)" if len(speed) < len(feasible) else ""))
         return best
-    replicas = [x.id for x in h.nodes if x.cpus and x.id in h.free] if h.topo.numa_available and h.topo.nodes else []
-    if "replicate" in feasible and len(replicas) > 1 and policy.parallel >= len(replicas):
+    if "replicate" in feasible and wants_replicate:
         h.reasons.append(f"auto without measurements: {policy.parallel} parallel slots >= {len(replicas)} nodes that each hold a copy: replicate")
         return "replicate"
     h.reasons.append("auto without measurements: shard (the default); run bench to let measurements decide")

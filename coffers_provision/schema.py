@@ -29,6 +29,23 @@ JsonPath = tuple[str | int, ...]
 _SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with every `{"$ref": "#/$defs/NAME"}` replaced by that definition (they
+    must not recurse). Validating many documents then skips a reference lookup per value:
+    a facts document checks each CPU id against `$defs/id`."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if len(node) == 1 and isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        return [walk(v) for v in node] if isinstance(node, list) else node
+
+    return walk(schema)
+
+
 def format_path(path: JsonPath) -> str:
     out = "$"
     for part in path:

@@ -13,6 +13,7 @@ state the change would have produced, so later tasks see the host as it would be
 from __future__ import annotations
 
 import base64
+import secrets
 import shlex
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -45,8 +46,15 @@ class Needs:
 
 
 
-def _probe_script(stat: list[str], read: list[str], capture: list[str]) -> str:
-    """One POSIX sh script answering everything; each answer is a line starting with a tag."""
+def _probe_script(stat: list[str], read: list[str], capture: list[str], mark: str) -> str:
+    """One POSIX sh script answering everything, with as few processes on the host as it
+    takes (each one costs the host a fork and exec, and a fleet shares its controller's time):
+
+    - `S` and `K` lines: stat and kind of each path, in order (`K -`: not there);
+    - a `B` line: one base64 of every read and capture, each followed by `\\n<mark> <status>\\n`
+      (`mark` is random per script, so no file or output can forge a boundary);
+    - an `H` line, then sha256sum's own lines for the regular files among `stat`, in order.
+    """
     q = shlex.quote
     lines = ["exec 2>/dev/null"]
     if stat:
@@ -56,18 +64,35 @@ def _probe_script(stat: list[str], read: list[str], capture: list[str]) -> str:
         lines.append('for p do if [ -f "$p" ]; then echo K f; set -- "$@" "$p"; elif [ -d "$p" ]; then echo K d; '
                      'elif [ -e "$p" ]; then echo K o; else echo K -; fi; done')
         lines.append(f"shift {len(stat)}")
-        # sha256sum escapes odd names with a leading backslash; the hash is the first word
-        lines.append('[ $# -gt 0 ] && sha256sum -- "$@" | sed \'s/^\\\\//; s/ .*//; s/^/H /\'')
-    for path in read:
-        lines.append(f"if [ -f {q(path)} ]; then printf 'R '; base64 -w0 < {q(path)}; echo; else echo R -; fi")
-    for cmd in capture:
-        lines.append(f"o=$( ( {cmd} ) 2>&1 ); printf 'C %d ' $?; printf %s \"$o\" | base64 -w0; echo")
+    if read or capture:
+        end = f"; printf '\\n%s %d\\n' {mark} $?"
+        body = [f"if [ -f {q(path)} ]; then cat -- {q(path)}; else false; fi{end}" for path in read]
+        body += [f"( {cmd}\n) 2>&1{end}" for cmd in capture]
+        lines.append("printf 'B '; {\n" + "\n".join(body) + "\n} | base64 -w0; echo")
+    if stat:
+        # sha256sum escapes odd names with a leading backslash, so each file is one line
+        lines.append('echo H; [ $# -gt 0 ] && sha256sum -- "$@"')
     return "\n".join(lines) + "\n"
 
 
-def _parse(stat: list[str], read: list[str], capture: list[str], text: str) -> tuple[dict, dict, dict]:
-    tagged: dict[str, list[str]] = {"K": [], "S": [], "H": [], "R": [], "C": []}
-    for line in text.splitlines():
+def _framed(blob: str, mark: str, count: int) -> list[tuple[int, bytes]]:
+    """The `B` section: (status, bytes) of each read and capture, in order."""
+    parts = base64.b64decode(blob).split(f"\n{mark} ".encode())
+    if len(parts) != count + 1:
+        raise ProbeError(f"expected {count} read and command answers, got {len(parts) - 1}")
+    out, body = [], parts[0]
+    for part in parts[1:]:
+        status, _, rest = part.partition(b"\n")
+        out.append((int(status), body))
+        body = rest
+    return out
+
+
+def _parse(stat: list[str], read: list[str], capture: list[str], text: str, mark: str) -> tuple[dict, dict, dict]:
+    tagged: dict[str, list[str]] = {"K": [], "S": [], "B": []}
+    lines = text.splitlines()
+    hashed = lines.index("H") if "H" in lines else len(lines)
+    for line in lines[:hashed]:
         tag, _, rest = line.partition(" ")
         if tag in tagged:
             tagged[tag].append(rest)
@@ -76,9 +101,9 @@ def _parse(stat: list[str], read: list[str], capture: list[str], text: str) -> t
         raise ProbeError(f"expected {len(stat)} path answers, got {len(kinds)}")
     existing = [p for p, k in zip(stat, kinds) if k != "-"]
     files = [p for p, k in zip(stat, kinds) if k == "f"]
-    if len(tagged["S"]) != len(existing) or len(tagged["R"]) != len(read) or len(tagged["C"]) != len(capture):
+    if len(tagged["S"]) != len(existing) or len(tagged["B"]) != (1 if read or capture else 0):
         raise ProbeError("the host's answers do not line up (a path changed while it was read?)")
-    hashes = [h.strip() for h in tagged["H"]]
+    hashes = [h.removeprefix("\\").split(" ", 1)[0] for h in lines[hashed + 1:]]
     if len(hashes) != len(files):
         raise ProbeError("the host's hashes do not line up")
     sha = dict(zip(files, hashes))
@@ -89,11 +114,10 @@ def _parse(stat: list[str], read: list[str], capture: list[str], text: str) -> t
             kind={"f": "file", "d": "dir"}.get(kind, "other"),
             mode=int(mode, 8), uid=int(uid), gid=int(gid), user=user, group=group, sha256=sha.get(path),
         )
-    reads = {p: (None if r == "-" else base64.b64decode(r)) for p, r in zip(read, tagged["R"])}
-    caps = {}
-    for cmd, raw in zip(capture, tagged["C"]):
-        rc, _, b64 = raw.partition(" ")
-        caps[cmd] = Result(int(rc), base64.b64decode(b64).decode(errors="replace"), "")
+    answers = _framed(tagged["B"][0], mark, len(read) + len(capture)) if tagged["B"] else []
+    reads = {p: (data if rc == 0 else None) for p, (rc, data) in zip(read, answers)}
+    # as `$(...)` gives it: trailing newlines dropped
+    caps = {cmd: Result(rc, data.rstrip(b"\n").decode(errors="replace"), "") for cmd, (rc, data) in zip(capture, answers[len(read):])}
     return stats, reads, caps
 
 
@@ -113,9 +137,10 @@ class HostState:
         capture = sorted(needs.capture - self._capture.keys())
         if not (stat or read or capture):
             return
-        result = self.conn.run(_probe_script(stat, read, capture))
+        mark = secrets.token_hex(16)
+        result = self.conn.run(_probe_script(stat, read, capture, mark))
         self.round_trips += 1
-        stats, reads, caps = _parse(stat, read, capture, result.stdout)
+        stats, reads, caps = _parse(stat, read, capture, result.stdout, mark)
         self._stat.update(stats)
         self._read.update(reads)
         self._capture.update(caps)

@@ -84,6 +84,8 @@ def needs(args: dict, ctx: Context) -> Needs:
     if _is_template(name):
         out.capture.add(_listing(unit_dir, name))
         out.stat |= {p for u in units for p in (_dropin_dir(unit_dir, u), f"{_dropin_dir(unit_dir, u)}/{DROPIN}")}
+    elif args.get("state") == "absent":  # prepare looks for a drop-in to remove
+        out.stat |= {f"{_dropin_dir(unit_dir, u)}/{DROPIN}" for u in units}
     if units:
         out.capture |= {_systemctl_query(w, units) for w in ("is-enabled", "is-active", "show -p NeedDaemonReload --value")}
     return out
