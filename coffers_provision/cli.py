@@ -27,6 +27,8 @@ COMMANDS = {
     "exec": "run a host's llama-server exactly as its unit would, in the foreground",
     "tune": "measure tokens/s of every strategy on each host and deploy the fastest",
     "bench": "run numa-shard-bench fleet-wide; report and compare stored results",
+    "status": "what every host runs against its plan: drift, health, live placement, kernel hygiene",
+    "report": "the fleet as one static HTML page: table, bandwidth heatmaps, tune charts",
 }
 
 
