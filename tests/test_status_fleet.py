@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,9 @@ import pytest
 import yaml
 
 from coffers_provision import __version__
+from coffers_provision.schema import problems
 
+from .promtool import check_metrics
 from .test_apply_fleet import REPO, apply, prepare
 
 
@@ -32,9 +33,11 @@ def status(fleet, tmp: Path, inv: Path, *flags: str) -> tuple[int, dict, str]:
         env={**os.environ, "XDG_CACHE_HOME": str(tmp / "cache"), "PYTHONPATH": str(REPO)},
     )
     try:
-        return proc.returncode, json.loads(proc.stdout)["hosts"], proc.stderr
-    except (ValueError, KeyError):
+        doc = json.loads(proc.stdout)
+    except ValueError:
         raise AssertionError(f"rc {proc.returncode}: {proc.stdout}\n{proc.stderr}") from None
+    assert problems("status", doc) == [], problems("status", doc)  # schemas/status.schema.json
+    return proc.returncode, doc["hosts"], proc.stderr
 
 
 def git(tmp: Path, *args: str) -> str:
@@ -67,12 +70,7 @@ def test_status_sees_drift_provenance_and_unreachable_hosts(fleet, tmp_path):
         assert prov["inventory"]["commit"] == commit and prov["inventory"]["dirty"] is False, prov
         assert [n["node"] for n in doc["kernel"]["nodes"]] == sorted(n.id for n in h.topology.nodes), doc["kernel"]
 
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool (Debian package prometheus) is not installed: run scripts/bootstrap"
-    prom = tmp_path / "metrics" / "coffers_status.prom"
-    text = prom.read_text()
-    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
+    text = check_metrics(tmp_path / "metrics" / "coffers_status.prom")
     for h in hosts:
         assert f'coffers_status_drift{{host="{h.name}"}} 0.0' in text, text
 
