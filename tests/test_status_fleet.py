@@ -25,13 +25,17 @@ from .promtool import check_metrics
 from .test_apply_fleet import REPO, apply, prepare
 
 
-def status(fleet, tmp: Path, inv: Path, *flags: str) -> tuple[int, dict, str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "coffers_provision", "status", str(inv), "--json", "--known-hosts", str(fleet.known_hosts),
+def run_status(fleet, tmp: Path, inv: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "coffers_provision", "status", str(inv), "--known-hosts", str(fleet.known_hosts),
          "--facts-dir", str(tmp / "facts"), "--play", str(tmp / "roles" / "site.yml"), *flags],
         capture_output=True, text=True, timeout=300, cwd=tmp,
-        env={**os.environ, "XDG_CACHE_HOME": str(tmp / "cache"), "PYTHONPATH": str(REPO)},
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp / "cache"), "PYTHONPATH": str(REPO), "COLUMNS": "200"},
     )
+
+
+def status(fleet, tmp: Path, inv: Path, *flags: str) -> tuple[int, dict, str]:
+    proc = run_status(fleet, tmp, inv, "--json", *flags)
     try:
         doc = json.loads(proc.stdout)
     except ValueError:
@@ -73,6 +77,10 @@ def test_status_sees_drift_provenance_and_unreachable_hosts(fleet, tmp_path):
     text = check_metrics(tmp_path / "metrics" / "coffers_status.prom")
     for h in hosts:
         assert f'coffers_status_drift{{host="{h.name}"}} 0.0' in text, text
+
+    text = run_status(fleet, tmp_path, inv)
+    assert text.returncode == 0 and text.stdout.count(": as planned, strategy") == len(hosts), text.stdout + text.stderr
+    assert f"deployed by coffers-provision {__version__}; decided by no measurements; inventory commit {commit[:12]}" in text.stdout, text.stdout
 
     # an edited unit file on one host: that host drifts, the other does not
     unit = hosts[0].upper("/etc/systemd/system/coffers-llama.service")
