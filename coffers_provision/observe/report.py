@@ -41,7 +41,8 @@ def heatmap(result: Mapping[str, Any]) -> dict[str, Any]:
             fill, ink = _color(v, top)
             cells.append({"x": j * CELL, "y": i * CELL, "fill": fill, "ink": ink, "text": f"{v:.1f}" if v < 100 else f"{v:.0f}",
                           "title": f"CPU node {m['rows'][i]} reading node {m['columns'][j]}: {v:.2f} GB/s"})
-    return {"rows": m["rows"], "columns": m["columns"], "cells": cells, "cell": CELL, "max": top,
+    stops = [{"offset": f"{100 * k / 8:.0f}%", "color": _color(top * (8 - k) / 8, top)[0]} for k in range(9)]  # top first
+    return {"rows": m["rows"], "columns": m["columns"], "cells": cells, "cell": CELL, "max": top, "stops": stops,
             "width": CELL * len(m["columns"]), "height": CELL * len(m["rows"]), "cpu_model": result["host"].get("cpu_model")}
 
 
