@@ -108,6 +108,8 @@ def test_status_sees_drift_provenance_and_unreachable_hosts(fleet, tmp_path):
     data["all"]["hosts"]["gone"] = {"ansible_host": "127.0.0.1", "ansible_port": 1}
     inv.write_text(yaml.safe_dump(data))
     (tmp_path / "facts" / "gone.json").write_text((tmp_path / "facts" / f"{hosts[0].name}.json").read_text())
+    hosts[1].upper("/var/lib/coffers/deployment.json").write_text("{")  # and a damaged record on another
     rc, docs, _ = status(fleet, tmp_path, inv)
     assert rc == 4, docs
     assert "unreachable" in docs["gone"] and docs[hosts[0].name]["drift"]["drifted"]
+    assert docs[hosts[1].name]["problems"][0] == "/var/lib/coffers/deployment.json: not a JSON object: apply rewrites it", docs[hosts[1].name]

@@ -221,7 +221,8 @@ def host_status(host: Host, conn: Connector, play: Play, facts: Mapping[str, Any
     drifted = recorded is None or bool(diff) or bool(units_changed)
     problems = []
     if recorded is None:
-        problems.append(f"nothing recorded in {state_dir}/{RECORD}: never applied")
+        damaged = g.get("state", f"{state_dir}/{RECORD}") is not None
+        problems.append(f"{state_dir}/{RECORD}: " + ("not a JSON object: apply rewrites it" if damaged else "nothing recorded: never applied"))
     elif diff:
         problems.append(f"the deployed description differs from the plan ({len(diff)} changes): apply would change it")
     problems += [f"{p} differs from what apply writes" for p in units_changed]
