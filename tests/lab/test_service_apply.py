@@ -94,8 +94,8 @@ def test_status_sees_the_live_placement_and_pages_migrated_away(applied: dict, l
     assert inst["state"] == "active" and inst["health"]["ok"] is True, inst
     ranges = inst["placement"]["ranges"]
     assert ranges and all(r["share"] >= 0.9 for r in ranges if r["share"] is not None), ranges
-    biggest = max(ranges, key=lambda r: r["resident_pages"])
-    assert biggest["resident_pages"] > 1000, ranges
+    biggest = max(ranges, key=lambda r: r["planned_pages"])
+    assert biggest["planned_pages"] > 1000, ranges
     target = max((n for n in doc["kernel"]["nodes"] if n["node"] != biggest["node"]), key=lambda n: n["free_bytes"])["node"]
     moved = guests["lab4"].run(["migratepages", str(inst["pid"]), str(biggest["node"]), str(target)])
     assert moved.ok, moved.stderr
