@@ -30,6 +30,7 @@ class Sources:
     model_cache: Path | None = None  # where generated models are written
     overrides: Mapping[str, Any] | None = None  # `coffers:` values from the command line
     tune_dir: Path | None = tuned.TUNE_DIR  # tune records; where they exist they decide `auto`
+    tune_run: tuned.Tuned | None = None  # the tune run whose winner is deployed (tune's last apply): its provenance
 
 
 def host_coffers(host: Host, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def deployment_for(host: Host, facts: Mapping[str, Any], conn: Connector | None,
     dep = describe(host.name, plan, src, coffers, kernel_weighted_interleave=weighted, state_dir=state_dir)
     if dep.warnings:
         dep = replace(dep, plan=replace(plan, warnings=plan.warnings + dep.warnings))
-    return replace(dep, provenance=provenance(host, measured, found)), src
+    return replace(dep, provenance=provenance(host, measured, found or sources.tune_run)), src
 
 
 def provenance(host: Host, measured: Measured | None, found: tuned.Tuned | None) -> dict[str, Any]:
