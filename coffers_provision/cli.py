@@ -28,6 +28,8 @@ COMMANDS = {
     "tune": "measure tokens/s of every strategy on each host and deploy the fastest",
     "bench": "run numa-shard-bench fleet-wide; report and compare stored results",
     "export": "write a ready Ansible project (the coffers.numa collection) deploying what apply deploys",
+    "status": "what every host runs against its plan: drift, health, live placement, kernel hygiene",
+    "report": "the fleet as one static HTML page: table, bandwidth heatmaps, tune charts",
 }
 
 

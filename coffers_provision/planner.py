@@ -814,3 +814,16 @@ def plan_for_host(facts: Mapping[str, Any], layout: ModelLayout, bench: Bench | 
     topo = Topology.from_json(topo_json)
     cores = cores_from_facts((facts.get("cpu") or {}).get("thread_siblings"))
     return plan(topo, layout, bench, policy, cores=cores)
+
+
+def layer_runs(p: Plan) -> list[tuple[int, int, int, int]]:
+    """(first, last, node, bytes) runs of consecutive layers on one node."""
+    runs: list[list[int]] = []
+    for layer in sorted(p.layer_nodes):
+        node, b = p.layer_nodes[layer], p.layout.layer_bytes[layer]
+        if runs and runs[-1][2] == node and runs[-1][1] == layer - 1:
+            runs[-1][1] = layer
+            runs[-1][3] += b
+        else:
+            runs.append([layer, layer, node, b])
+    return [tuple(r) for r in runs]  # type: ignore[misc]

@@ -13,17 +13,19 @@ PKG = Path(__file__).resolve().parent.parent / "coffers_provision"
 # The floors, bottom up (ARCHITECTURE.md). A name is the first part of a module path below
 # the package: `engine` for coffers_provision/engine/runner.py.
 FLOORS = [
-    {"__init__", "errors", "status", "resources", "output", "schema", "topology", "shardmap", "model", "modelgen", "planner", "inventory", "vault", "units", "rollout"},
+    {"__init__", "errors", "status", "resources", "output", "schema", "topology", "shardmap", "model", "modelgen", "planner", "inventory", "vault", "units", "rollout",
+     "metrics"},
     {"facts", "connect", "fanout", "hostlock"},
     {"engine"},
-    {"bench", "serving", "deployment", "tune", "fleetops"},
+    {"bench", "serving", "deployment", "tune", "fleetops", "observe"},
     {"commands", "cli", "__main__"},
 ]
 # On the floor of the parts that use the engine, only these arrows run sideways (never
 # back); the floors below may import each other freely.
 GUARDED = 3
 SIDEWAYS = {("deployment", "bench"), ("deployment", "serving"), ("tune", "deployment"), ("tune", "bench"), ("tune", "serving"),
-            ("fleetops", "deployment"), ("fleetops", "serving"), ("fleetops", "bench"), ("fleetops", "tune"), ("cli", "commands")}
+            ("fleetops", "deployment"), ("fleetops", "serving"), ("fleetops", "bench"), ("fleetops", "tune"),
+            ("observe", "deployment"), ("observe", "serving"), ("observe", "bench"), ("cli", "commands")}
 
 
 def floor(part: str) -> int:

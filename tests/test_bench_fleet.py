@@ -17,6 +17,8 @@ from coffers_provision.bench.store import result_errors
 from coffers_provision.cli import main
 from tests.fleet.fleet import DEFAULT_SPECS
 
+from .promtool import check_metrics
+
 SINGLE = next(s for s in DEFAULT_SPECS if s.short == "single")
 QUICK = {"threads": 2, "size_mb": 8, "iterations": 3, "timeout_s": 600}
 SLOW = {"threads": 2, "size_mb": 512, "iterations": 100, "timeout_s": 2}  # seconds of work: it must time out
@@ -86,8 +88,12 @@ def test_bench_on_the_fleet(make_fleet, tmp_path, capsys):
 
     # Again, after s1 lost its binary: s1 reinstalls it, s2's is current and is not rebuilt.
     assert fleet.host("s1").run_inside(f"rm {TOOL}").returncode == 0
-    rc, again = _bench(tmp_path, fleet, inv, capsys, "--limit", "s1:s2")
+    rc, again = _bench(tmp_path, fleet, inv, capsys, "--limit", "s1:s2", "--metrics-dir", str(tmp_path / "metrics"))
     assert rc == 0 and again["summary"] == {"ok": 2, "failed": 0, "unreachable": 0}
+    text = check_metrics(tmp_path / "metrics" / "coffers_bench.prom")  # node_exporter's textfile collector reads it
+    for name in ("s1", "s2"):
+        read = json.loads((Path(again["dir"]) / f"{name}.json").read_text())["matrix"]["values"][0][0]
+        assert f'coffers_bench_read_bandwidth_gbps{{cpu_node="0",host="{name}",node="0"}} {float(read)!r}' in text, text
     installed = {h["host"]: h["installed"] for h in again["hosts"]}
     assert "build numa-shard-bench" in installed["s1"] and installed["s2"] == []
     assert Path(again["dir"]).name > run.name  # run ids sort by time

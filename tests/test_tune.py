@@ -14,6 +14,7 @@ import yaml
 
 from coffers_provision.bench import tuned
 
+from .promtool import check_metrics
 from .test_apply import REPO, apply, env, inventory
 from .test_serving import free_port
 
@@ -33,7 +34,7 @@ def test_tune_measures_stores_and_leaves_the_fastest(tmp_path, llama_server):
                     service={"verify": True, "host": "127.0.0.1", "port": free_port()})
     assert apply(tmp_path, inv)[0] == 0  # also copies the roles the tune run uses
     rc, doc = tune(tmp_path, inv, "--strategies", "shard,one-node,distribute", "--requests", "2", "--n-predict", "8",
-                   "--prompt-tokens", "16", "--plot")
+                   "--prompt-tokens", "16", "--plot", "--metrics-dir", str(tmp_path / "metrics"))
     assert rc == 0, doc
     host = doc["hosts"]["localhost"]
     by = {v["variant"]: v for v in host["variants"]}
@@ -52,6 +53,11 @@ def test_tune_measures_stores_and_leaves_the_fastest(tmp_path, llama_server):
     assert (tmp_path / "tune" / doc["run_id"] / "tune.png").stat().st_size > 1000
     deployed = json.loads((tmp_path / "root/var/lib/coffers/deployment.json").read_text())
     assert deployed["strategy"] == fastest
+    assert deployed["provenance"]["tune"]["run_id"] == doc["run_id"]  # the record says which run decided
+    text = check_metrics(tmp_path / "metrics" / "coffers_tune.prom")
+    for name in ("shard", "distribute"):
+        median = by[name]["record"]["generation_tokens_per_s"]["median"]
+        assert f'coffers_tune_generation_tokens_per_second{{host="localhost",strategy="{name}"}} {float(median)!r}' in text, text
 
     # plan with strategy auto now names the record that decided
     plan = subprocess.run([sys.executable, "-m", "coffers_provision", "plan", str(inv), "--facts-dir", str(tmp_path / "facts"),

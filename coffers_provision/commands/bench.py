@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, metavar="DIR", help=f"the results store (default ./{DEFAULT_RESULTS_DIR})")
     p.add_argument("--json", action="store_true", help="print the run, report or comparison as JSON")
     p.add_argument("--plot", action="store_true", help="write a heatmap per host and fleet.png next to the results")
+    p.add_argument("--metrics-dir", type=Path, metavar="DIR", help="also write coffers_bench.prom there (node_exporter textfile collector)")
     p.add_argument("--outlier-threshold", type=float, default=NODE_OUTLIER * 100, metavar="PCT",
                    help=f"flag a node this many percent below the median of its CPU model and node kind (default {NODE_OUTLIER * 100:g})")
     p.add_argument("--asymmetry-tolerance", type=float, default=ASYMMETRY_TOLERANCE * 100, metavar="PCT",
@@ -150,6 +151,10 @@ def run_fleet(args: argparse.Namespace) -> ExitStatus:
     except (OSError, StoreError) as e:
         error(f"storing the results in {args.results}: {e}")
         return ExitStatus.ERROR
+    if args.metrics_dir:
+        from ..metrics import bench_samples, write
+
+        write(args.metrics_dir, "bench", bench_samples({r.host: r.result for r in records if r.result}))
     status = exit_status(ordered)
     shown = _show_run(args, run_dir)
     if args.json:

@@ -20,7 +20,7 @@ from ..errors import CoffersError
 from ..facts.numa import parse_numactl
 from ..model import read_layout
 from ..output import error, out, print_json
-from ..planner import VARIANTS, Bench, Plan, PlanError, PolicyError, Policy, plan, cores_from_facts
+from ..planner import VARIANTS, Bench, PlanError, PolicyError, Policy, layer_runs, plan, cores_from_facts
 from ..resources import schema_path
 from ..status import ExitStatus
 from ..topology import parse_cpulist
@@ -183,13 +183,26 @@ def drift(now: dict[str, Any], then: dict[str, Any] | None) -> dict[str, Any] | 
     return {"fingerprint": then.get("fingerprint"), "diff": changes(then, now)}
 
 
+def cached_facts(facts_dir: Path, host: str, inventory: str) -> tuple[dict[str, Any], Path]:
+    """A host's facts from the cache `probe` fills (inventory mode reads no facts from hosts)."""
+    from ..facts.cache import cache_file
+
+    path = cache_file(facts_dir, host)
+    try:
+        return json.loads(path.read_text()), path
+    except OSError:
+        raise PlanError(f"no cached facts in {path}: run `coffers-provision probe {inventory}` first") from None
+    except ValueError as e:
+        raise PlanError(f"{path}: not JSON: {e}") from None
+
+
 def run_inventory(args: argparse.Namespace) -> ExitStatus:
     """Every selected host's deployment from its cached facts and its `coffers:` vars, with
     the difference from what the host recorded at its last apply (one read per host;
     --offline: no connection, no difference)."""
     from ..bench.planning import measured_results
     from ..deployment.host import Sources, deployment_for
-    from ..facts.cache import cache_file, max_age_of
+    from ..facts.cache import max_age_of
     from ..fanout import UNREACHABLE, run_hosts
     from ..inventory import load_inventory
 
@@ -202,13 +215,7 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
                       tune_dir=args.tune_results)
 
     def one(host: Any, conn: Any) -> dict[str, Any]:
-        path = cache_file(args.facts_dir, host.name)
-        try:
-            facts = json.loads(path.read_text())
-        except OSError:
-            raise PlanError(f"no cached facts in {path}: run `coffers-provision probe {args.inventory}` first") from None
-        except ValueError as e:
-            raise PlanError(f"{path}: not JSON: {e}") from None
+        facts, path = cached_facts(args.facts_dir, host.name, args.inventory)
         dep, _ = deployment_for(host, facts, conn, sources)
         if time.time() - facts.get("probed_at_epoch", 0) > max_age_of(host):
             dep = replace(dep, plan=replace(dep.plan, warnings=dep.plan.warnings + (f"facts in {path} are older than facts_max_age_s: run probe",)))
@@ -244,19 +251,6 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
     if args.json:
         print_json({"hosts": docs})
     return ExitStatus.HOSTS_UNREACHABLE if unreachable else ExitStatus.ERROR if failed else ExitStatus.SUCCESS
-
-
-def layer_runs(p: Plan) -> list[tuple[int, int, int, int]]:
-    """(first, last, node, bytes) runs of consecutive layers on one node."""
-    runs: list[list[int]] = []
-    for layer in sorted(p.layer_nodes):
-        node, b = p.layer_nodes[layer], p.layout.layer_bytes[layer]
-        if runs and runs[-1][2] == node and runs[-1][1] == layer - 1:
-            runs[-1][1] = layer
-            runs[-1][3] += b
-        else:
-            runs.append([layer, layer, node, b])
-    return [tuple(r) for r in runs]  # type: ignore[misc]
 
 
 def show(dep: Deployment, deployed: dict[str, Any] | None = None, *, connected: bool = False) -> None:

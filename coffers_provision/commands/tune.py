@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", type=Path, default=TUNE_DIR, metavar="DIR", help=f"where records are stored (default ./{TUNE_DIR})")
     p.add_argument("--json", action="store_true", help="print every host's variants and records as JSON")
     p.add_argument("--plot", action="store_true", help="write DIR/RUN/tune.png: each host's variants side by side")
+    p.add_argument("--metrics-dir", type=Path, metavar="DIR", help="also write coffers_tune.prom there (node_exporter textfile collector)")
     p.add_argument("--facts-dir", type=Path, default=DEFAULT_FACTS_DIR, metavar="DIR", help="facts cache (default ./facts)")
     p.add_argument("--bench-results", type=Path, metavar="DIR", help="bench run to plan node weights from (default results/latest when present)")
     p.add_argument("--play", type=Path, metavar="FILE", help="the play to run (default: the shipped roles/site.yml)")
@@ -109,6 +110,10 @@ def run(args: argparse.Namespace) -> ExitStatus:
     reports = [o.value if o.value is not None else TuneReport(o.host, error=o.error) for o in outcomes]
     unreachable = sum(o.status == UNREACHABLE for o in outcomes)
     status = fleet_status(sum(r.failed for r in reports) - unreachable, unreachable)
+    if args.metrics_dir:
+        from ..metrics import tune_samples, write
+
+        write(args.metrics_dir, "tune", tune_samples({r.host: r.to_json() for r in reports}))
     png = None
     if args.plot:
         from ..tune.plot import plot

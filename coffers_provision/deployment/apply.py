@@ -23,6 +23,7 @@ from ..resources import data_dir
 from ..status import ExitStatus
 from . import verify
 from .describe import Deployment
+from .diff import PROVENANCE
 from .host import Sources, deployment_for
 from .inputs import ModelSource, local_paths
 
@@ -42,8 +43,9 @@ class ApplySettings:
 
 
 def record(dep: Deployment) -> str:
-    """What the host keeps in <state_dir>/deployment.json: the description, secrets masked."""
-    return json.dumps(dep.to_json(mask=True), indent=2, sort_keys=True) + "\n"
+    """What the host keeps in <state_dir>/deployment.json: the description, secrets masked,
+    and what decided it (`provenance`, outside the fingerprint)."""
+    return json.dumps({**dep.to_json(mask=True), PROVENANCE: dict(dep.provenance)}, indent=2, sort_keys=True) + "\n"
 
 
 def play_extra(host: Host, facts: Any, dep: Deployment, src: ModelSource) -> dict[str, Any]:

@@ -114,6 +114,9 @@ class Deployment:
     verify: bool = True  # ask the server after a (re)start
     frontend: Frontend | None = None  # replicate: one endpoint over the instances
     warnings: tuple[str, ...] = ()
+    # what decided it (tool version, bench and tune records, inventory commit): recorded
+    # beside the description, never part of it, so a new commit is no drift
+    provenance: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def unit_file(self) -> str:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+PROVENANCE = "provenance"  # beside the description in the host's record, never compared
+IGNORED = ("fingerprint", PROVENANCE)
+
 
 def changes(old: Any, new: Any, path: str = "") -> list[str]:
     """`path: old -> new` for every leaf that differs (lists of mappings compared item by item)."""
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in sorted(set(old) | set(new)):
-            if key == "fingerprint":
+            if key in IGNORED:
                 continue
             sub = f"{path}.{key}" if path else str(key)
             if key not in old:

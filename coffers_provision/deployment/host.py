@@ -3,10 +3,13 @@ function `plan`, `apply`, `bench` and `tune` call, so what `plan` shows is what 
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any, Mapping
 
+from .. import __version__
 from ..bench import tuned
 from ..bench.planning import Measured, load_bench_for_host, with_note
 from ..connect.base import Connector
@@ -27,6 +30,7 @@ class Sources:
     model_cache: Path | None = None  # where generated models are written
     overrides: Mapping[str, Any] | None = None  # `coffers:` values from the command line
     tune_dir: Path | None = tuned.TUNE_DIR  # tune records; where they exist they decide `auto`
+    tune_run: tuned.Tuned | None = None  # the tune run whose winner is deployed (tune's last apply): its provenance
 
 
 def host_coffers(host: Host, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -55,7 +59,34 @@ def deployment_for(host: Host, facts: Mapping[str, Any], conn: Connector | None,
     dep = describe(host.name, plan, src, coffers, kernel_weighted_interleave=weighted, state_dir=state_dir)
     if dep.warnings:
         dep = replace(dep, plan=replace(plan, warnings=plan.warnings + dep.warnings))
-    return dep, src
+    return replace(dep, provenance=provenance(host, measured, found or sources.tune_run)), src
+
+
+def provenance(host: Host, measured: Measured | None, found: tuned.Tuned | None) -> dict[str, Any]:
+    """What decided this deployment: the tool, the bench and tune records it read, and the
+    inventory's git commit (None outside git)."""
+    return {
+        "tool": {"name": "coffers-provision", "version": __version__},
+        "bench": {"run_id": measured.run_id, "path": str(measured.path)} if measured else None,
+        "tune": {"run_id": found.run_id, "path": str(found.path)} if found else None,
+        "inventory": {"dir": str(Path(host.inventory_dir).resolve()), **(inventory_commit(str(Path(host.inventory_dir).resolve())) or {})},
+    }
+
+
+@cache
+def inventory_commit(directory: str) -> dict[str, Any] | None:
+    """The commit checked out where the inventory lives, and whether files differ from it."""
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", "-C", directory, *args], capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", "."))}
 
 
 def _tuned(sources: Sources, facts: Mapping[str, Any], layout: ModelLayout) -> tuned.Tuned | None:

@@ -325,7 +325,7 @@ def check(conn: Connector, state: HostState, dep: Deployment, variables: Mapping
             f"{a.url} answered: prompt {a.prompt_tps:.1f} tokens/s, generation {a.gen_tps:.1f} tokens/s"
             + ("" if booted else " (transient run: systemd is not PID 1)"),
             seconds=a.seconds_to_healthy, data=a.to_json()) for a in answers]
-    if not booted:
-        record = {"fingerprint": fingerprint, "at": time.time(), "answers": [a.to_json() for a in answers]}
-        conn.put((json.dumps(record, indent=2) + "\n").encode(), _state_path(state_dir, VERIFIED), mode=0o644)
+    # the last check, for `status` (and, without systemd, to skip the next one when nothing changed)
+    record = {"fingerprint": fingerprint, "at": time.time(), "transient": not booted, "answers": [a.to_json() for a in answers]}
+    conn.put((json.dumps(record, indent=2) + "\n").encode(), _state_path(state_dir, VERIFIED), mode=0o644)
     return results

@@ -197,7 +197,8 @@ def tune_host(host: Host, conn: Connector, play: Play, s: TuneSettings, run_id: 
         report.stored = records.write_host(s.tune_dir, run_id, host.name, [v.record for v in measured if v.record])
         report.winner = max(measured, key=lambda v: v.tokens_per_s or 0.0).name
     final_strategy = report.winner or current.plan.strategy
-    final_sources = replace(s.apply.sources, overrides={**(s.apply.sources.overrides or {}), "strategy": final_strategy})
+    decided = records.Tuned({v.name: v.tokens_per_s or 0.0 for v in measured}, report.stored, run_id) if report.stored else None
+    final_sources = replace(s.apply.sources, overrides={**(s.apply.sources.overrides or {}), "strategy": final_strategy}, tune_run=decided)
     report.final = apply_host(host, conn, play, replace(s.apply, sources=final_sources))
     if booted and not report.final.failed:
         final, _ = deployment_for(host, facts, conn, final_sources)

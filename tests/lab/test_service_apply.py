@@ -73,3 +73,34 @@ def test_a_fresh_probe_of_the_same_hardware_changes_nothing(applied: dict, lab: 
     assert again.returncode == 0, again.stdout + again.stderr
     for name, host in json.loads(again.stdout)["hosts"].items():
         assert (host["changed"], host["failed"]) == (0, 0), (name, [t for t in host["tasks"] if t["status"] != "ok"])
+
+
+def status(lab: dict) -> tuple[int, dict]:
+    proc = subprocess.run([sys.executable, "-m", "coffers_provision", "status", str(INVENTORY), "--limit", "lab4",
+                           "--known-hosts", lab["known_hosts"], "--json"], capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
+    try:
+        return proc.returncode, json.loads(proc.stdout)["hosts"]["lab4"]
+    except (ValueError, KeyError):
+        raise AssertionError(f"rc {proc.returncode}: {proc.stdout}\n{proc.stderr}") from None
+
+
+def test_status_sees_the_live_placement_and_pages_migrated_away(applied: dict, lab: dict, guests: dict) -> None:
+    """status reads the shard-placed server's numa_maps; `migratepages` moves one layer
+    range's pages off its node, and status then exits 3 naming that range (runs last: it
+    leaves the server misplaced)."""
+    rc, doc = status(lab)
+    assert rc == 0, doc
+    (inst,) = doc["instances"]
+    assert inst["state"] == "active" and inst["health"]["ok"] is True, inst
+    ranges = inst["placement"]["ranges"]
+    assert ranges and all(r["share"] >= 0.9 for r in ranges if r["share"] is not None), ranges
+    biggest = max(ranges, key=lambda r: r["planned_pages"])
+    assert biggest["planned_pages"] > 1000, ranges
+    target = max((n for n in doc["kernel"]["nodes"] if n["node"] != biggest["node"]), key=lambda n: n["free_bytes"])["node"]
+    moved = guests["lab4"].run(["migratepages", str(inst["pid"]), str(biggest["node"]), str(target)])
+    assert moved.ok, moved.stderr
+    rc, doc = status(lab)
+    assert rc == 3, doc
+    after = next(r for r in doc["instances"][0]["placement"]["ranges"] if r["range"] == biggest["range"])
+    assert after["share"] < 0.5, (biggest, after)
+    assert any(biggest["range"] in p for p in doc["problems"]), doc["problems"]

@@ -1,0 +1,1 @@
+"""What the fleet runs now, against its plan: status, metrics and the HTML fleet report."""
