@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
@@ -282,14 +283,25 @@ def vocab_spec(spec: ModelSpec, n_tokens: int) -> None:
 # -- writers --------------------------------------------------------------------------
 
 
-def _writer(path: str | os.PathLike[str], spec: ModelSpec) -> GGUFWriter:
-    writer = GGUFWriter(os.fspath(path), spec.arch)
+def _writer(path: str | os.PathLike[str], spec: ModelSpec, parts: int = 1) -> GGUFWriter:
+    """A writer for `spec`; with `parts` > 1 the gguf package splits the tensors into that many
+    files (PREFIX-00001-of-0000N.gguf, split.* keys in each, the metadata in the first)."""
+    per_part = -(-len(spec.tensors) // parts) if parts > 1 else 0
+    if parts > 1 and -(-len(spec.tensors) // per_part) != parts:
+        raise ValueError(f"{len(spec.tensors)} tensors cannot be split into {parts} parts")
+    writer = GGUFWriter(os.fspath(path), spec.arch, split_max_tensors=per_part)
     for key, value, vtype in spec.metadata:
         if vtype == GGUFValueType.ARRAY:
             writer.add_array(key, value)
         else:
             writer.add_key_value(key, value, vtype)
     return writer
+
+
+def split_paths(path: str | os.PathLike[str], parts: int) -> list[Path]:
+    """The files `write_model(path, spec, parts=parts)` writes."""
+    p = Path(path)
+    return [p] if parts == 1 else [p.with_name(f"{p.stem}-{i + 1:05d}-of-{parts:05d}.gguf") for i in range(parts)]
 
 
 def _weights(rng: np.random.Generator, shape: tuple[int, ...], qtype: GGMLQuantizationType) -> np.ndarray:
@@ -304,10 +316,10 @@ def _weights(rng: np.random.Generator, shape: tuple[int, ...], qtype: GGMLQuanti
     return quants.quantize(data, qtype)
 
 
-def write_model(path: str | os.PathLike[str], spec: ModelSpec, *, seed: int = 0) -> int:
-    """Write `spec` with random weights; returns the file size."""
+def write_model(path: str | os.PathLike[str], spec: ModelSpec, *, seed: int = 0, parts: int = 1) -> int:
+    """Write `spec` with random weights, in `parts` files; returns the bytes written."""
     rng = np.random.default_rng(seed)
-    writer = _writer(path, spec)
+    writer = _writer(path, spec, parts)
     for name, shape, qtype in spec.tensors:
         arr = _weights(rng, shape, qtype)
         writer.add_tensor(name, arr, raw_dtype=qtype if qtype not in (Q.F32, Q.F16) else None)
@@ -315,23 +327,26 @@ def write_model(path: str | os.PathLike[str], spec: ModelSpec, *, seed: int = 0)
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return os.path.getsize(path)
+    return sum(os.path.getsize(p) for p in split_paths(path, parts))
 
 
-def write_header_only(path: str | os.PathLike[str], spec: ModelSpec) -> int:
-    """Write the header and tensor table, then extend the file to its full size with a hole."""
-    writer = _writer(path, spec)
+def write_header_only(path: str | os.PathLike[str], spec: ModelSpec, *, parts: int = 1) -> int:
+    """Write the header and tensor table (in `parts` files), then extend each file to its full
+    size with a hole; returns the bytes the files claim."""
+    writer = _writer(path, spec, parts)
     for name, shape, qtype in spec.tensors:
         writer.add_tensor_info(name, shape, np.dtype(np.float32), tensor_bytes(shape, qtype), raw_dtype=qtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
     writer.close()
-    align = writer.data_alignment
-    size = -(-os.path.getsize(path) // align) * align
-    size += sum(-(-tensor_bytes(shape, qt) // align) * align for _, shape, qt in spec.tensors)
-    os.truncate(path, size)
-    return size
+    align, total = writer.data_alignment, 0
+    for file, tensors in zip(split_paths(path, parts), writer.tensors):
+        size = -(-os.path.getsize(file) // align) * align
+        size += sum(-(-ti.nbytes // align) * align for ti in tensors.values())
+        os.truncate(file, size)
+        total += size
+    return total
 
 
 def write_arch(path: str | os.PathLike[str], arch: str, dims: Dims | None = None, *, seed: int = 0) -> int:

@@ -244,6 +244,7 @@ class Plan:
                 "architecture": lay.architecture,
                 "block_count": lay.block_count,
                 "total_bytes": lay.total_bytes,
+                **({"parts": [part.source for part in lay.parts]} if lay.parts else {}),
             },
             "topology_fingerprint": self.topology_fingerprint,
             "warnings": list(self.warnings),

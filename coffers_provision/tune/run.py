@@ -110,7 +110,7 @@ def _measure(conn: Connector, dep: Deployment, state_dir: str, s: TuneSettings) 
     """Start the variant, wait, warm, time `s.requests` completions; stop it again."""
     text = prompt(s.prompt_tokens)
     place = f"{dep.prefix}/bin/{PLACE}"
-    evict = conn.run([place, "--evict", dep.model], timeout=600)
+    evict = conn.run([place, "--evict", *dep.model_files], timeout=600)
     if not evict.ok:
         raise HostError(f"dropping {dep.model} from the page cache failed: {(evict.stderr or evict.stdout).strip()}")
     with transient(conn, dep, state_dir) as running:
