@@ -116,6 +116,7 @@ class Deployment:
     frontend: Frontend | None = None  # replicate: one endpoint over the instances
     warnings: tuple[str, ...] = ()
     model_parts: tuple[str, ...] = ()  # every file of a split model, in order; () for one file
+    model_sha256: tuple[str, ...] = ()  # each file's sha256 where it was hashed (deployment/identity.py)
 
     @property
     def model_files(self) -> tuple[str, ...]:
