@@ -173,6 +173,12 @@ class NodeBudget:
         """free - headroom - reserved: what weights and KV cache together may use."""
         return None if self.free is None else self.free - self.headroom - self.reserved
 
+    @property
+    def left(self) -> int | None:
+        """free - reserved - weights: what the node keeps for the KV cache and the OS once the
+        model's share is in its page cache (the page-cache budget of a model spread over nodes)."""
+        return None if self.free is None else self.free - self.reserved - self.weights
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -183,6 +189,7 @@ class NodeBudget:
             "kv_bytes": self.kv,
             "weight_bytes": self.weights,
             "limit_bytes": self.limit,
+            "left_bytes": self.left,
             "speed": self.speed,
         }
 

@@ -124,3 +124,14 @@ def test_a_model_too_big_is_a_clear_error(big, name, fixture):
     text = str(e.value)
     assert f"model {paths[0]} does not fit" in text and "the weights need" in text
     assert "node 0: free" in text and "= room" in text
+
+
+def test_the_plan_says_what_each_node_keeps_for_the_kv_cache_and_the_os(big):
+    lay, _ = big["llama405b"]
+    p = plan(topo("kunpeng920"), lay)
+    doc = p.to_json(tensors=False)
+    for n in doc["nodes"]:
+        assert n["left_bytes"] == n["free_bytes"] - n["reserved_bytes"] - n["weight_bytes"]
+        if n["weight_bytes"]:  # a node holding weights keeps its headroom and the KV cache
+            assert n["left_bytes"] >= n["headroom_bytes"] + n["kv_bytes"]
+    assert sum(n["weight_bytes"] for n in doc["nodes"]) == lay.total_bytes
