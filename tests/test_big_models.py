@@ -122,7 +122,7 @@ def test_a_model_too_big_is_a_clear_error(big, name, fixture):
     with pytest.raises(PlanError) as e:
         plan(topo(fixture), lay)
     text = str(e.value)
-    assert f"model {paths[0]} does not fit" in text and "the weights need" in text
+    assert f"model {paths[0]} does not fit" in text and "the weights need" in text and "more than the nodes' room" in text
     assert "node 0: free" in text and "= room" in text
 
 
