@@ -130,3 +130,16 @@ def test_inspect_lists_the_parts_and_errors_are_one_line(models, tmp_path, capsy
     assert main(["model", "inspect", str(d / "m-00001-of-00003.gguf")]) == 1
     err = capsys.readouterr().err
     assert "part 3 of 3" in err and "Traceback" not in err
+
+
+def test_numa_shard_place_reads_each_part_as_the_python_reader_does(models):
+    import subprocess
+
+    from tests.c.nativebuild import PLACE, build
+
+    lay = read_layout(parts(models)[0])
+    for i, p in enumerate(parts(models)):
+        proc = subprocess.run([str(build(PLACE)), "--plan", "--json", "--map", "", str(p)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        got = sorted((t["name"], t["offset"], t["bytes"]) for t in json.loads(proc.stdout)["tensors"])
+        assert got == sorted((t.name, t.offset, t.n_bytes) for t in lay.tensors if t.part == i)
