@@ -657,6 +657,9 @@ def read_parts(path: str, header_of: HeaderOf, source: Callable[[str], str] = st
     if split is None or split.count == 1:
         return check_layout(h, ())
     paths = part_paths(path, split.count)
+    if paths[split.no] != path:
+        raise GGUFError(f"{SPLIT_NO} {split.no} and {SPLIT_COUNT} {split.count} make it {part_name('PREFIX', split.no, split.count)}, "
+                        "but the name says another part: a misnamed part", source=path)
     headers = []
     for i, p in enumerate(paths):
         if p == path:

@@ -112,6 +112,9 @@ def test_a_tensor_in_two_parts_is_named(tmp_path):
 
 
 def test_a_split_file_with_another_name_cannot_find_its_parts(models, tmp_path):
+    shutil.copy(parts(models)[1], tmp_path / "m-00003-of-00003.gguf")
+    with pytest.raises(GGUFError, match=r"m-00003-of-00003\.gguf: split\.no 1 and split\.count 3 make it PREFIX-00002-of-00003\.gguf, but the name says another part"):
+        read_layout(tmp_path / "m-00003-of-00003.gguf")
     shutil.copy(parts(models)[0], tmp_path / "renamed.gguf")
     with pytest.raises(GGUFError, match=r"renamed\.gguf: split\.count is 3, but the name is not PREFIX-NNNNN-of-00003\.gguf"):
         read_layout(tmp_path / "renamed.gguf")
