@@ -13,7 +13,7 @@ import math
 import os
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Callable, Mapping
 
@@ -70,7 +70,17 @@ class Tensor:
     type: str  # GGML type name: F16, Q4_K, ...
     shape: tuple[int, ...]  # ne0 first, as GGUF stores it
     n_bytes: int
-    offset: int  # absolute offset of the data in the file
+    offset: int  # absolute offset of the data in its part's file
+    part: int = 0  # index of the file that holds it (0 unless the model is split)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One file of a split model: `PREFIX-%05d-of-%05d.gguf`, numbered from 1 on disk."""
+
+    source: str
+    size: int
+    n_tensors: int
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,7 @@ class ModelLayout:
     tensors: tuple[Tensor, ...]
     metadata: Mapping[str, Any] = field(default_factory=dict)  # scalars and short numeric arrays
     header_bytes_read: int = 0
+    parts: tuple[Part, ...] = ()  # every file of a split model, in order; () for one file
 
     # -- derived (computed once; the layout is shared by many plans) -------
     @cached_property
@@ -175,6 +186,7 @@ class ModelLayout:
             "file_size": self.file_size,
             "block_count": self.block_count,
             "header_bytes_read": self.header_bytes_read,
+            "parts": [{"source": p.source, "bytes": p.size, "tensors": p.n_tensors} for p in self.parts],
             "total_bytes": self.total_bytes,
             "kinds": dict(self.kind_bytes),
             "layers": [
@@ -182,7 +194,7 @@ class ModelLayout:
                 for layer, kinds in self.bytes_by_layer_kind.items()
             ],
             "tensors": [
-                {"name": t.name, "layer": t.layer, "kind": t.kind, "type": t.type, "shape": list(t.shape), "bytes": t.n_bytes}
+                {"name": t.name, "layer": t.layer, "kind": t.kind, "type": t.type, "shape": list(t.shape), "bytes": t.n_bytes, "part": t.part}
                 for t in self.tensors
             ],
         }
@@ -391,6 +403,7 @@ class TensorInfo:
     offset: int  # absolute offset of the data in the file
     n_bytes: int
     at: int  # where its tensor info starts
+    part: int = 0  # which file of a split model holds it
 
 
 @dataclass(frozen=True)
@@ -510,7 +523,7 @@ def _describe(v: Any) -> str:
     return repr(v)
 
 
-def check_layout(h: GGUFHeader) -> ModelLayout:
+def check_layout(h: GGUFHeader, parts: tuple[Part, ...] = ()) -> ModelLayout:
     """The layout of a well-formed header whose planner keys have the types and ranges they must.
 
     Each error names the key, where it is in the file, and the value found (docs/gguf-validity.md).
@@ -571,7 +584,7 @@ def check_layout(h: GGUFHeader) -> ModelLayout:
         layer = layer_of(t.name)
         if layer is not None and layer >= n_blocks:
             raise GGUFMetadataError(f"tensor {t.name!r} is in layer {layer}, but {arch}.block_count is {n_blocks}", source=h.source, offset=t.at)
-        tensors.append(Tensor(t.name, layer, classify(t.name), t.type.name, t.shape, t.n_bytes, t.offset))
+        tensors.append(Tensor(t.name, layer, classify(t.name), t.type.name, t.shape, t.n_bytes, t.offset, t.part))
     kept = {k: v for k, v in h.metadata.items() if not isinstance(v, _Skipped)}
     return ModelLayout(
         source=h.source,
@@ -584,17 +597,120 @@ def check_layout(h: GGUFHeader) -> ModelLayout:
         tensors=tuple(tensors),
         metadata=kept,
         header_bytes_read=h.bytes_read,
+        parts=parts,
     )
 
 
+# -- split models ---------------------------------------------------------------------
+# Hubs ship big models in parts (llama.cpp's gguf-split): every part carries split.no (u16,
+# 0-based), split.count (u16) and split.tensors.count (i32); the first part holds the
+# metadata; each part's tensor offsets are relative to its own data section; the files are
+# PREFIX-%05d-of-%05d.gguf, numbered from 1. llama.cpp loads the set from the first part.
+
+SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS = "split.no", "split.count", "split.tensors.count"
+_SPLIT_NAME = re.compile(r"(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf\Z")
+MAX_SPLIT = 9999  # far past any model; the name keeps five digits
+HeaderOf = Callable[[str], GGUFHeader]
+
+
+@dataclass(frozen=True)
+class Split:
+    no: int  # 0-based
+    count: int
+    tensors: int  # in the whole set
+
+
+def split_of(h: GGUFHeader) -> Split | None:
+    """The split keys of one file (None: not a part), each checked for its type and range."""
+    if SPLIT_COUNT not in h.metadata and SPLIT_NO not in h.metadata:
+        return None
+
+    def integer(key: str, lo: int, hi: int) -> int:
+        v = h.metadata.get(key)
+        if not _is_int(v) or not lo <= v <= hi:
+            where = h.key_offsets.get(key)
+            raise GGUFMetadataError(f"{key} is {_describe(v)}; expected an integer in {lo}..{hi}", source=h.source, offset=where)
+        return v
+
+    count = integer(SPLIT_COUNT, 1, MAX_SPLIT)
+    return Split(integer(SPLIT_NO, 0, count - 1), count, integer(SPLIT_TENSORS, 0, (1 << 31) - 1))
+
+
+def part_name(prefix: str, no: int, count: int) -> str:
+    """The file name of part `no` (0-based) of `count`, as gguf-split writes it."""
+    return f"{prefix}-{no + 1:05d}-of-{count:05d}.gguf"
+
+
+def part_paths(path: str, count: int) -> list[str]:
+    """Every part's path, from the path of any one part of a `count`-part model."""
+    m = _SPLIT_NAME.match(path)
+    if not m:
+        raise GGUFError(f"split.count is {count}, but the name is not PREFIX-NNNNN-of-{count:05d}.gguf, so the other parts cannot be found", source=path)
+    return [part_name(m["prefix"], i, count) for i in range(count)]
+
+
+def read_parts(path: str, header_of: HeaderOf, source: Callable[[str], str] = str) -> ModelLayout:
+    """The layout of the model at `path`: one file, or the union of every part of a split
+    model found from any one of them. The set must be whole and consistent (docs/models.md)."""
+    h = header_of(path)
+    split = split_of(h)
+    if split is None or split.count == 1:
+        return check_layout(h, ())
+    paths = part_paths(path, split.count)
+    if paths[split.no] != path:
+        raise GGUFError(f"{SPLIT_NO} {split.no} and {SPLIT_COUNT} {split.count} make it {part_name('PREFIX', split.no, split.count)}, "
+                        "but the name says another part: a misnamed part", source=path)
+    headers = []
+    for i, p in enumerate(paths):
+        if p == path:
+            headers.append(h)
+            continue
+        try:
+            headers.append(header_of(p))
+        except GGUFError as e:
+            raise GGUFError(f"part {i + 1} of {split.count} of {source(path)}: {e.message}", source=e.source, offset=e.offset) from None
+    return check_layout(*merge_parts(headers))
+
+
+def merge_parts(headers: list[GGUFHeader]) -> tuple[GGUFHeader, tuple[Part, ...]]:
+    """One header for the set (the first part's metadata, every part's tensors, each tagged
+    with its part), after checking that the parts belong together."""
+    first = split_of(headers[0])
+    assert first is not None
+    owner: dict[str, int] = {}
+    tensors: list[TensorInfo] = []
+    for i, h in enumerate(headers):
+        s = split_of(h)
+        if s is None:
+            raise GGUFError(f"not a part of a split model (no {SPLIT_COUNT}), but named as part {i + 1} of {first.count}", source=h.source)
+        if s.count != first.count or s.tensors != first.tensors:
+            raise GGUFError(f"a part of another model: {SPLIT_COUNT} {s.count} and {SPLIT_TENSORS} {s.tensors}, "
+                            f"where part 1 says {first.count} and {first.tensors}", source=h.source)
+        if s.no != i:
+            raise GGUFError(f"{SPLIT_NO} is {s.no} (part {s.no + 1}), but the file is named as part {i + 1}: "
+                            "a duplicated or misnamed part", source=h.source)
+        for t in h.tensors:
+            if t.name in owner:
+                raise GGUFError(f"tensor {t.name!r} is in part {owner[t.name] + 1} and again in part {i + 1}", source=h.source, offset=t.at)
+            owner[t.name] = i
+            tensors.append(replace(t, part=i))
+    if len(tensors) != first.tensors:
+        raise GGUFError(f"the {first.count} parts hold {len(tensors)} tensors, {SPLIT_TENSORS} says {first.tensors}", source=headers[0].source)
+    merged = replace(headers[0], file_size=sum(h.file_size for h in headers), tensors=tuple(tensors),
+                     bytes_read=sum(h.bytes_read for h in headers))
+    return merged, tuple(Part(h.source, h.file_size, len(h.tensors)) for h in headers)
+
+
+# -- readers ----------------------------------------------------------------------------
+
+
 def parse_layout(read_at: ReadAt, size: int, source: str, *, first_read: int = FIRST_READ) -> ModelLayout:
-    """Parse and check the header and tensor table of a GGUF file of `size` bytes read through `read_at`."""
+    """Parse and check the header and tensor table of one GGUF file of `size` bytes read through `read_at`."""
     return check_layout(read_header(read_at, size, source, first_read=first_read))
 
 
-def read_layout(path: str | os.PathLike[str], *, first_read: int = FIRST_READ) -> ModelLayout:
-    """The layout of a local GGUF file; only its header and tensor table are read."""
-    source = os.fspath(path)
+def local_header(path: str, *, first_read: int = FIRST_READ) -> GGUFHeader:
+    """The header of a local GGUF file; only its header and tensor table are read."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -603,19 +719,29 @@ def read_layout(path: str | os.PathLike[str], *, first_read: int = FIRST_READ) -
                 f.seek(offset)
                 return f.read(length)
 
-            return parse_layout(read_at, size, source, first_read=first_read)
+            return read_header(read_at, size, path, first_read=first_read)
     except IsADirectoryError:
-        raise GGUFError("is a directory, not a GGUF file", source=source) from None
+        raise GGUFError("is a directory, not a GGUF file", source=path) from None
     except OSError as e:
-        raise GGUFError(f"cannot read: {e.strerror}", source=source) from None
+        raise GGUFError(f"cannot read: {e.strerror}", source=path) from None
 
 
-def read_remote_layout(conn: Any, path: str, *, first_read: int = FIRST_READ) -> ModelLayout:
-    """The layout of a GGUF file on a host, reading only its header through `conn` (a Connector)."""
+def read_layout(path: str | os.PathLike[str], *, first_read: int = FIRST_READ) -> ModelLayout:
+    """The layout of a local model (every part of a split one), reading only headers."""
+    return read_parts(os.fspath(path), lambda p: local_header(p, first_read=first_read))
+
+
+def remote_header(conn: Any, path: str, *, first_read: int = FIRST_READ) -> GGUFHeader:
+    """The header of a GGUF file on a host, read through `conn` (a Connector)."""
     source = f"{conn.host}:{path}"
     st = conn.stat(path)
     if st is None:
         raise GGUFError("no such file", source=source)
     if st.is_dir:
         raise GGUFError("is a directory, not a GGUF file", source=source)
-    return parse_layout(lambda off, n: conn.read(path, off, n), st.size, source, first_read=first_read)
+    return read_header(lambda off, n: conn.read(path, off, n), st.size, source, first_read=first_read)
+
+
+def read_remote_layout(conn: Any, path: str, *, first_read: int = FIRST_READ) -> ModelLayout:
+    """The layout of a model on a host (every part of a split one), reading only headers."""
+    return read_parts(path, lambda p: remote_header(conn, p, first_read=first_read), lambda p: f"{conn.host}:{p}")

@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType, GGUFWriter, TokenType, quants
@@ -271,6 +272,108 @@ def _llama_block(i: int, d: Dims) -> list[tuple[str, tuple[int, ...], GGMLQuanti
     ]
 
 
+# -- the 400B class, header only ----------------------------------------------------------
+# Shapes from each model's public config.json (Hugging Face); types as llama.cpp's quantize
+# writes a "pure" legacy type (Q8_0, Q4_0): every 2-D weight of that type but output.weight
+# (Q6_K unless Q8_0), norms, the MoE router (ffn_gate_inp) and exp_probs_b F32. So each
+# layer's bytes are exact for those files (docs/models.md).
+FILE_TYPES = {Q.Q8_0: 7, Q.Q4_0: 2}  # general.file_type: mostly Q8_0, mostly Q4_0
+
+
+def _big_common(spec: ModelSpec, d: Dims, w: Q, rope_dims: int | None = None) -> None:
+    if w not in FILE_TYPES:
+        raise ValueError(f"{w.name}: the 400B-class layouts are written at {', '.join(q.name for q in FILE_TYPES)}")
+    _common(spec, d, file_type=FILE_TYPES[w], rope_dims=rope_dims)
+    spec.kv("{arch}.vocab_size", d.vocab)
+    spec.add("token_embd.weight", (d.dim, d.vocab), w)
+    spec.add("output_norm.weight", (d.dim,), Q.F32)
+    spec.add("output.weight", (d.dim, d.vocab), w if w == Q.Q8_0 else Q.Q6_K)
+
+
+def llama405b_spec(w: Q = Q.Q8_0) -> ModelSpec:
+    """Llama-3.1-405B: 126 blocks, 16384 wide, 128 heads over 8 KV heads, ffn 53248."""
+    d = Dims(n_layers=126, dim=16384, n_head=128, n_head_kv=8, ffn=53248, vocab=128256, context_length=131072)
+    spec = ModelSpec("llama")
+    _big_common(spec, d, w)
+    spec.kv("{arch}.rope.freq_base", 500000.0, GGUFValueType.FLOAT32)
+    spec.add("rope_freqs.weight", (d.head_dim // 2,), Q.F32)
+    for i in range(d.n_layers):
+        _attention(spec, i, d, w)
+        _dense_ffn(spec, i, d, w)
+    return spec
+
+
+def deepseek_v3_spec(w: Q = Q.Q8_0) -> ModelSpec:
+    """DeepSeek-V3 (and R1, the same shapes): 61 blocks, MLA attention, 3 dense blocks,
+    then 256 routed experts plus one shared per block (the MTP block is not in the GGUF)."""
+    d = Dims(n_layers=61, dim=7168, n_head=128, n_head_kv=128, ffn=18432, vocab=129280, n_expert=256, n_expert_used=8,
+             expert_ffn=2048, context_length=163840)
+    q_lora, kv_lora, nope, rope, v_head, n_dense = 1536, 512, 128, 64, 128, 3
+    spec = ModelSpec("deepseek2")
+    _big_common(spec, d, w, rope_dims=rope)
+    spec.kv("{arch}.leading_dense_block_count", n_dense)
+    spec.kv("{arch}.expert_count", d.n_expert)
+    spec.kv("{arch}.expert_used_count", d.n_expert_used)
+    spec.kv("{arch}.expert_shared_count", 1)
+    spec.kv("{arch}.expert_feed_forward_length", d.expert_ffn)
+    spec.kv("{arch}.attention.q_lora_rank", q_lora)
+    spec.kv("{arch}.attention.kv_lora_rank", kv_lora)
+    spec.kv("{arch}.attention.key_length", nope + rope)
+    spec.kv("{arch}.attention.value_length", v_head)
+    for i in range(d.n_layers):
+        b = f"blk.{i}."
+        spec.add(b + "attn_norm.weight", (d.dim,), Q.F32)
+        spec.add(b + "attn_q_a.weight", (d.dim, q_lora), w)
+        spec.add(b + "attn_q_a_norm.weight", (q_lora,), Q.F32)
+        spec.add(b + "attn_q_b.weight", (q_lora, d.n_head * (nope + rope)), w)
+        spec.add(b + "attn_kv_a_mqa.weight", (d.dim, kv_lora + rope), w)
+        spec.add(b + "attn_kv_a_norm.weight", (kv_lora,), Q.F32)
+        spec.add(b + "attn_kv_b.weight", (kv_lora, d.n_head * (nope + v_head)), w)
+        spec.add(b + "attn_output.weight", (d.n_head * v_head, d.dim), w)
+        if i < n_dense:
+            _dense_ffn(spec, i, d, w)
+            continue
+        spec.add(b + "ffn_norm.weight", (d.dim,), Q.F32)
+        _experts(spec, i, d, w, d.expert_ffn)
+        spec.add(b + "exp_probs_b.bias", (d.n_expert,), Q.F32)
+        spec.add(b + "ffn_gate_shexp.weight", (d.dim, d.expert_ffn), w)
+        spec.add(b + "ffn_up_shexp.weight", (d.dim, d.expert_ffn), w)
+        spec.add(b + "ffn_down_shexp.weight", (d.expert_ffn, d.dim), w)
+    return spec
+
+
+def qwen3_235b_spec(w: Q = Q.Q8_0) -> ModelSpec:
+    """Qwen3-235B-A22B: 94 blocks, 4096 wide, 64 heads of 128 over 4 KV heads, q/k norms,
+    128 experts (8 used) of ffn 1536, no shared expert."""
+    d = Dims(n_layers=94, dim=4096, n_head=64, n_head_kv=4, ffn=12288, vocab=151936, n_expert=128, n_expert_used=8,
+             expert_ffn=1536, context_length=40960)
+    hd = 128
+    spec = ModelSpec("qwen3moe")
+    _big_common(spec, d, w, rope_dims=hd)
+    spec.kv("{arch}.expert_count", d.n_expert)
+    spec.kv("{arch}.expert_used_count", d.n_expert_used)
+    spec.kv("{arch}.expert_feed_forward_length", d.expert_ffn)
+    spec.kv("{arch}.attention.key_length", hd)
+    spec.kv("{arch}.attention.value_length", hd)
+    for i in range(d.n_layers):
+        b = f"blk.{i}."
+        spec.add(b + "attn_norm.weight", (d.dim,), Q.F32)
+        spec.add(b + "attn_q.weight", (d.dim, d.n_head * hd), w)
+        spec.add(b + "attn_k.weight", (d.dim, d.n_head_kv * hd), w)
+        spec.add(b + "attn_v.weight", (d.dim, d.n_head_kv * hd), w)
+        spec.add(b + "attn_output.weight", (d.n_head * hd, d.dim), w)
+        spec.add(b + "attn_q_norm.weight", (hd,), Q.F32)
+        spec.add(b + "attn_k_norm.weight", (hd,), Q.F32)
+        spec.add(b + "ffn_norm.weight", (d.dim,), Q.F32)
+        _experts(spec, i, d, w, d.expert_ffn)
+    return spec
+
+
+BIG: dict[str, Callable[..., ModelSpec]] = {
+    "llama70b": llama70b_spec, "llama405b": llama405b_spec, "deepseek-v3": deepseek_v3_spec, "qwen3-235b": qwen3_235b_spec,
+}
+
+
 def vocab_spec(spec: ModelSpec, n_tokens: int) -> None:
     """Add a vocabulary of `n_tokens` placeholder tokens, so the header is as long as a real one."""
     tokens = [f"tok{i:06d}" for i in range(n_tokens)]
@@ -282,14 +385,25 @@ def vocab_spec(spec: ModelSpec, n_tokens: int) -> None:
 # -- writers --------------------------------------------------------------------------
 
 
-def _writer(path: str | os.PathLike[str], spec: ModelSpec) -> GGUFWriter:
-    writer = GGUFWriter(os.fspath(path), spec.arch)
+def _writer(path: str | os.PathLike[str], spec: ModelSpec, parts: int = 1) -> GGUFWriter:
+    """A writer for `spec`; with `parts` > 1 the gguf package splits the tensors into that many
+    files (PREFIX-00001-of-0000N.gguf, split.* keys in each, the metadata in the first)."""
+    per_part = -(-len(spec.tensors) // parts) if parts > 1 else 0
+    if parts > 1 and -(-len(spec.tensors) // per_part) != parts:
+        raise ValueError(f"{len(spec.tensors)} tensors cannot be split into {parts} parts")
+    writer = GGUFWriter(os.fspath(path), spec.arch, split_max_tensors=per_part)
     for key, value, vtype in spec.metadata:
         if vtype == GGUFValueType.ARRAY:
             writer.add_array(key, value)
         else:
             writer.add_key_value(key, value, vtype)
     return writer
+
+
+def split_paths(path: str | os.PathLike[str], parts: int) -> list[Path]:
+    """The files `write_model(path, spec, parts=parts)` writes."""
+    p = Path(path)
+    return [p] if parts == 1 else [p.with_name(f"{p.stem}-{i + 1:05d}-of-{parts:05d}.gguf") for i in range(parts)]
 
 
 def _weights(rng: np.random.Generator, shape: tuple[int, ...], qtype: GGMLQuantizationType) -> np.ndarray:
@@ -304,10 +418,10 @@ def _weights(rng: np.random.Generator, shape: tuple[int, ...], qtype: GGMLQuanti
     return quants.quantize(data, qtype)
 
 
-def write_model(path: str | os.PathLike[str], spec: ModelSpec, *, seed: int = 0) -> int:
-    """Write `spec` with random weights; returns the file size."""
+def write_model(path: str | os.PathLike[str], spec: ModelSpec, *, seed: int = 0, parts: int = 1) -> int:
+    """Write `spec` with random weights, in `parts` files; returns the bytes written."""
     rng = np.random.default_rng(seed)
-    writer = _writer(path, spec)
+    writer = _writer(path, spec, parts)
     for name, shape, qtype in spec.tensors:
         arr = _weights(rng, shape, qtype)
         writer.add_tensor(name, arr, raw_dtype=qtype if qtype not in (Q.F32, Q.F16) else None)
@@ -315,23 +429,27 @@ def write_model(path: str | os.PathLike[str], spec: ModelSpec, *, seed: int = 0)
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return os.path.getsize(path)
+    return sum(os.path.getsize(p) for p in split_paths(path, parts))
 
 
-def write_header_only(path: str | os.PathLike[str], spec: ModelSpec) -> int:
-    """Write the header and tensor table, then extend the file to its full size with a hole."""
-    writer = _writer(path, spec)
+def write_header_only(path: str | os.PathLike[str], spec: ModelSpec, *, parts: int = 1) -> int:
+    """Write the header and tensor table (in `parts` files), then extend each file to its full
+    size with a hole; returns the bytes the files claim."""
+    writer = _writer(path, spec, parts)
     for name, shape, qtype in spec.tensors:
-        writer.add_tensor_info(name, shape, np.dtype(np.float32), tensor_bytes(shape, qtype), raw_dtype=qtype)
+        # the writer takes numpy's order and stores it reversed: ne0, the row, comes first in the file
+        writer.add_tensor_info(name, shape[::-1], np.dtype(np.float32), tensor_bytes(shape, qtype), raw_dtype=qtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
     writer.close()
-    align = writer.data_alignment
-    size = -(-os.path.getsize(path) // align) * align
-    size += sum(-(-tensor_bytes(shape, qt) // align) * align for _, shape, qt in spec.tensors)
-    os.truncate(path, size)
-    return size
+    align, total = writer.data_alignment, 0
+    for file, tensors in zip(split_paths(path, parts), writer.tensors):
+        size = -(-os.path.getsize(file) // align) * align
+        size += sum(-(-ti.nbytes // align) * align for ti in tensors.values())
+        os.truncate(file, size)
+        total += size
+    return total
 
 
 def write_arch(path: str | os.PathLike[str], arch: str, dims: Dims | None = None, *, seed: int = 0) -> int:
@@ -381,9 +499,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = sub.add_parser("arch", help="a tiny model of one architecture")
     ap.add_argument("arch", choices=ARCHS)
     ap.add_argument("path")
-    hp = sub.add_parser("llama70b", help="a Llama-3-70B tensor table, header only, in a sparse file")
-    hp.add_argument("path")
-    hp.add_argument("--vocab-tokens", type=int, default=128256, help="placeholder tokens in the header (0: none)")
+    for name in BIG:
+        hp = sub.add_parser(name, help=f"{BIG[name].__doc__.split(':')[0]}: the tensor table, header only, in sparse files")
+        hp.add_argument("path")
+        hp.add_argument("--vocab-tokens", type=int, default=128256, help="placeholder tokens in the header (0: none)")
+        hp.add_argument("--parts", type=int, default=1, help="split into this many files, PREFIX-0000N-of-0000M.gguf")
+        if name != "llama70b":
+            hp.add_argument("--type", choices=[q.name for q in FILE_TYPES], default="Q8_0", help="the weights' type")
     args = p.parse_args(argv)
     try:
         if args.kind == "llama":
@@ -394,10 +516,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.kind == "arch":
             size = write_arch(args.path, args.arch)
         else:
-            spec = llama70b_spec()
+            spec = BIG[args.kind](Q[args.type]) if args.kind != "llama70b" else llama70b_spec()
             if args.vocab_tokens:
                 vocab_spec(spec, args.vocab_tokens)
-            size = write_header_only(args.path, spec)
+            size = write_header_only(args.path, spec, parts=args.parts)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

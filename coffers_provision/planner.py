@@ -173,6 +173,12 @@ class NodeBudget:
         """free - headroom - reserved: what weights and KV cache together may use."""
         return None if self.free is None else self.free - self.headroom - self.reserved
 
+    @property
+    def left(self) -> int | None:
+        """free - reserved - weights: what the node keeps for the KV cache and the OS once the
+        model's share is in its page cache (the page-cache budget of a model spread over nodes)."""
+        return None if self.free is None else self.free - self.reserved - self.weights
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -183,6 +189,7 @@ class NodeBudget:
             "kv_bytes": self.kv,
             "weight_bytes": self.weights,
             "limit_bytes": self.limit,
+            "left_bytes": self.left,
             "speed": self.speed,
         }
 
@@ -244,6 +251,7 @@ class Plan:
                 "architecture": lay.architecture,
                 "block_count": lay.block_count,
                 "total_bytes": lay.total_bytes,
+                **({"parts": [part.source for part in lay.parts]} if lay.parts else {}),
             },
             "topology_fingerprint": self.topology_fingerprint,
             "warnings": list(self.warnings),
@@ -427,18 +435,22 @@ def _instance(
 
 def _no_fit(h: _Host, what: str, total: int, kv: Mapping[int, int], need: Mapping[int, int] | None = None) -> PlanError:
     """The error for a model that does not fit, with every node's arithmetic."""
-    rows = []
+    rows, rooms = [], 0
     for n in h.memory_nodes:
         f = h.free[n]
         if f is None:
             continue
         room = h.limit(n) - kv.get(n, 0)
+        rooms += max(room, 0)
+        short = need[n] - room if need and n in need else 0
         rows.append(
             f"  node {n}: free {human_bytes(f)} - headroom {human_bytes(h.headroom[n])} - reserved {human_bytes(h.reserved[n])}"
             f" - KV {human_bytes(kv.get(n, 0))} = room {human_bytes(room)}"
             + (f", needs {human_bytes(need[n])}" if need and n in need else "")
+            + (f": {human_bytes(short)} short" if short > 0 else "")
         )
-    return PlanError(f"{what}: the weights need {human_bytes(total)}\n" + "\n".join(rows))
+    short = f", {human_bytes(total - rooms)} more than the nodes' room" if total > rooms and not need else ""
+    return PlanError(f"{what}: the weights need {human_bytes(total)}{short}\n" + "\n".join(rows))
 
 
 def _water_fill(total: float, speed: Mapping[int, float], cap: Mapping[int, float]) -> dict[int, float]:

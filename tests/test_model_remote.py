@@ -10,7 +10,7 @@ from coffers_provision import modelgen
 from coffers_provision.cli import main
 from coffers_provision.connect import ConnectOptions, open_connector
 from coffers_provision.inventory import load_inventory
-from coffers_provision.model import read_layout, read_remote_layout
+from coffers_provision.model import GGUFError, read_layout, read_remote_layout
 
 pytestmark = pytest.mark.fleet
 
@@ -76,3 +76,29 @@ def test_inspect_and_plan_through_the_inventory(fleet, remote_model, tmp_path, c
     assert set(p["node_bytes"]) == {"0", "8"}  # the GPU-memory nodes stay unused without measurements
     (inst,) = p["instances"]
     assert inst["threads"] == 32 and inst["threads_batch"] == 128  # SMT4 from the host's sysfs siblings
+
+
+def test_a_split_model_is_read_from_any_part_over_sftp(fleet, tmp_path):
+    host = fleet.host("p9")
+    remote = "/opt/models/split/llama-70b.gguf"
+    local = host.inside(remote)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    spec = modelgen.llama70b_spec()
+    modelgen.vocab_spec(spec, 128256)
+    paths = modelgen.split_paths(local, 3)
+    try:
+        modelgen.write_header_only(local, spec, parts=3)
+        inv = load_inventory(fleet.inventory)
+        options = ConnectOptions(known_hosts=fleet.known_hosts, inventory=inv.hosts)
+        with open_connector(inv.hosts[host.name], options) as conn:
+            counted = Counted(conn)
+            lay = read_remote_layout(counted, "/opt/models/split/llama-70b-00002-of-00003.gguf")
+            paths[2].unlink()
+            with pytest.raises(GGUFError, match=r"llama-70b-00003-of-00003\.gguf: part 3 of 3 of .*: no such file"):
+                read_remote_layout(conn, "/opt/models/split/llama-70b-00001-of-00003.gguf")
+        assert [p.source for p in lay.parts] == [f"{host.name}:/opt/models/split/{p.name}" for p in paths]
+        assert lay.layers == tuple(range(80)) and lay.total_bytes == sum(modelgen.tensor_bytes(s, q) for _, s, q in spec.tensors)
+        assert counted.bytes == lay.header_bytes_read < 3 * lay.data_offset  # three headers, never the weights
+    finally:
+        for p in paths:
+            p.unlink(missing_ok=True)

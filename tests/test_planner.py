@@ -117,7 +117,7 @@ def test_does_not_fit_names_every_node(l70):
     msg = str(e.value)
     assert "does not fit" in msg and "41.89 GiB" in msg
     assert "node 0: free 6.87 GiB - headroom 703.10 MiB - reserved 0 B - KV 1.25 GiB = room 4.93 GiB" in msg
-    with pytest.raises(PlanError, match=r"(?s)node 2: free .*needs 20.95 GiB\n  node 3: free "):
+    with pytest.raises(PlanError, match=r"(?s)node 2: free .*needs 20.95 GiB: 20.26 GiB short\n  node 3: free "):
         plan(topo("legacy"), l70, None, Policy(strategy="interleave"))
 
 

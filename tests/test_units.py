@@ -61,7 +61,7 @@ def site(tmp_path):
         host = Host("h1", {"coffers": coffers}, ("all",))
         topo = parse_numactl((FIXTURES / fixture).read_text())
         p = plan(topo, layout, policy=Policy.from_vars(coffers | {"context_length": 512}))
-        src = ModelSource(str(model), None)
+        src = ModelSource(coffers["model"], None)
         variables = play_vars(play, {"unit_dir": str(units), "state_dir": str(tmp_path / "state"), "coffers": coffers},
                               play_extra(host, {}, describe("h1", p, src, coffers, state_dir=str(tmp_path / "state")), src))
         return p, run_play("h1", LocalConnector(), play, variables, Options(check=check))
@@ -162,3 +162,20 @@ def test_units_are_skipped_with_a_reason_when_llama_server_is_missing(site, layo
     unit = next(r for r in report.results if r.task == "coffers-llama.service")
     assert unit.status is Status.SKIPPED and f"{tmp_path}/nope is not on the host" in unit.message
     assert not (site.units / "coffers-llama.service").exists()
+
+
+def test_a_split_model_is_placed_part_by_part_and_served_from_its_first_part(site, tmp_path):
+    from coffers_provision.modelgen import llama_spec, write_model
+
+    write_model(tmp_path / "split.gguf", llama_spec(n_layers=4, dim=256, n_head=4, n_head_kv=4, ffn=512), parts=3)
+    parts = [site.model.parent / f"s p-{i:05d}-of-00003.gguf" for i in (1, 2, 3)]  # a space again
+    for part in parts:
+        part.write_bytes(b"GGUF")
+    lay = read_layout(tmp_path / "split-00002-of-00003.gguf")
+    _, report = site(TWO_NODES, lay, strategy="shard", model=str(parts[2]))
+    assert not failures(report)
+    unit = (site.units / "coffers-llama.service").read_text()
+    pre = [line for line in unit.splitlines() if line.startswith("ExecStartPre=")]
+    assert pre == [f'ExecStartPre="{site.prefix}/bin/numa-shard-place" "{p}"' for p in parts]
+    assert f'"-m" "{parts[0]}" ' in unit and f'"{parts[1]}" "' not in unit.split("ExecStart=", 1)[1].split("\n", 1)[0]
+    assert verify(site.units, "coffers-llama.service") == ""

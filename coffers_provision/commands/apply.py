@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> ExitStatus:
     if isinstance(selected, ExitStatus):
         return selected
     inv, hosts = selected
-    sources = Sources(bench_results=measured_results(args.bench_results), tune_dir=args.tune_results)
+    sources = Sources(bench_results=measured_results(args.bench_results), tune_dir=args.tune_results,
+                      hash_model=True, write_state=not args.check)
     settings = ApplySettings(Options(check=args.check, diff=args.diff), facts_dir=args.facts_dir, refresh_facts=args.refresh_facts,
                              sources=sources)  # fmt: skip
     work = lambda host, conn: apply_host(host, conn, play, settings)  # noqa: E731

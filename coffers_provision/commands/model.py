@@ -107,4 +107,6 @@ def show(lay: ModelLayout) -> None:
     table.add_section()
     table.add_row("total", *(short_bytes(lay.kind_bytes[k]) for k in kinds), short_bytes(lay.total_bytes), style="bold")
     out.print(table)
+    for i, part in enumerate(lay.parts):
+        out.print(f"part {i + 1} of {len(lay.parts)}: {part.source} ({part.n_tensors} tensors, {human_bytes(part.size)})")
     out.print(f"header read: {lay.header_bytes_read} bytes of {lay.file_size}")

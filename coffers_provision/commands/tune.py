@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
     if isinstance(selected, ExitStatus):
         return selected
     inv, hosts = selected
-    sources = Sources(bench_results=measured_results(args.bench_results))
+    sources = Sources(bench_results=measured_results(args.bench_results), hash_model=True)
     settings = TuneSettings(ApplySettings(facts_dir=args.facts_dir, sources=sources), tune_dir=args.results,
                             variants=args.strategies, requests=args.requests, n_predict=args.n_predict, prompt_tokens=args.prompt_tokens)
     run_id = records.run_id()

@@ -27,6 +27,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+from ..model import part_paths
 from ..planner import Instance, Plan, Policy
 from ..topology import format_cpulist
 from .inputs import ModelSource
@@ -100,7 +101,7 @@ class Frontend:
 class Deployment:
     host: str
     plan: Plan = field(repr=False)
-    model: str  # path on the host
+    model: str  # path on the host (the first part of a split model: what llama-server opens)
     model_bytes: int
     prefix: str
     llama_server: str
@@ -114,6 +115,13 @@ class Deployment:
     verify: bool = True  # ask the server after a (re)start
     frontend: Frontend | None = None  # replicate: one endpoint over the instances
     warnings: tuple[str, ...] = ()
+    model_parts: tuple[str, ...] = ()  # every file of a split model, in order; () for one file
+    model_sha256: tuple[str, ...] = ()  # each file's sha256 where it was hashed (deployment/identity.py)
+
+    @property
+    def model_files(self) -> tuple[str, ...]:
+        """The files the model's pages come from: its parts, or the one file."""
+        return self.model_parts or (self.model,)
     # what decided it (tool version, bench and tune records, inventory commit): recorded
     # beside the description, never part of it, so a new commit is no drift
     provenance: Mapping[str, Any] = field(default_factory=dict, compare=False)
@@ -134,7 +142,8 @@ class Deployment:
         doc = {
             "host": self.host,
             "strategy": self.plan.strategy,
-            "model": {"path": self.model, "bytes": self.model_bytes, "architecture": self.plan.layout.architecture},
+            "model": {"path": self.model, "bytes": self.model_bytes, "architecture": self.plan.layout.architecture,
+                      **({"parts": list(self.model_parts)} if self.model_parts else {})},
             "shard_map": self.plan.shard_map,
             "topology_fingerprint": self.plan.topology_fingerprint,
             "prefix": self.prefix,
@@ -199,17 +208,18 @@ def _weights(weights: Mapping[int, int]) -> str:
     return ",".join(f"{n}:{w}" for n, w in sorted(weights.items()))
 
 
-def _placement(plan: Plan, place: str, model: str) -> tuple[tuple[str, ...], ...]:
-    """numa-shard-place before the server starts: the page cache where the strategy wants it."""
+def _placement(plan: Plan, place: str, files: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """numa-shard-place before the server starts: the page cache where the strategy wants it
+    (every part of a split model: the map names tensors, each part places its own)."""
     if plan.strategy in SHARDED and plan.shard_map:
-        return ((place, model),)  # the map comes from GGML_NUMA_SHARD_MAP
+        return tuple((place, f) for f in files)  # the map comes from GGML_NUMA_SHARD_MAP
     if plan.strategy in COLD:  # the baselines as users run them: first touch decides
-        return ((place, "--evict", model),)
+        return ((place, "--evict", *files),)
     if plan.strategy in ("interleave", "weighted-interleave") and len(plan.instances[0].numa_mask) > 1:
         argv = [place, "--interleave", _nodes(plan.instances[0].numa_mask)]
         if plan.strategy == "weighted-interleave" and plan.interleave_weights:
             argv += ["--weights", _weights(plan.interleave_weights)]
-        return (tuple(argv + [model]),)
+        return (tuple(argv + list(files)),)
     return ()
 
 
@@ -248,12 +258,14 @@ def describe(
     if plan.strategy == "weighted-interleave" and not kernel_weighted_interleave:
         warnings.append("the kernel has no weighted interleave (Linux 6.9+): the model's pages follow the weights, "
                         "the server's own allocations (KV cache) are interleaved evenly")
-    pre = _placement(plan, place, model.path)
+    parts = tuple(part_paths(model.path, len(plan.layout.parts))) if plan.layout.parts else ()
+    path = parts[0] if parts else model.path  # llama.cpp loads a split model from its first part
+    pre = _placement(plan, place, parts or (path,))
     services = []
     for inst in plan.instances:
         if replicate:  # only the front-end listens where clients connect
             inst = replace(inst, host=LOOPBACK)
-        argv = (llama_server, *llama_args(inst, model.path, mlock=mlock, no_mmap=replicate, extra=extra,
+        argv = (llama_server, *llama_args(inst, path, mlock=mlock, no_mmap=replicate, extra=extra,
                                           legacy=service.get("load_flags") == "legacy"))
         numa_policy, wrap = _process_policy(plan, inst, kernel_weighted_interleave)
         if wrap and numa_policy is None:  # systemd has no such policy: the wrapper sets it
@@ -272,7 +284,7 @@ def describe(
         ))
     frontend = _frontend(base, service, services, state_dir) if replicate else None
     return Deployment(
-        host=host, plan=plan, model=model.path, model_bytes=plan.layout.total_bytes, prefix=prefix,
+        host=host, plan=plan, model=path, model_parts=parts, model_bytes=plan.layout.total_bytes, prefix=prefix,
         llama_server=llama_server, unit_base=base, template=replicate, services=tuple(services),
         user=service.get("user"), restart_sec=float(service.get("restart_sec", 5)), limit_memlock=mlock,
         health_timeout_s=health_timeout_s(plan.layout.total_bytes, service.get("health_timeout_s")),

@@ -17,6 +17,7 @@ from ..engine.runner import ENGINE_DEFAULTS
 from ..inventory import Host
 from ..model import ModelLayout
 from ..planner import Bench, Policy, plan_for_host
+from . import identity
 from .describe import Deployment, describe
 from .inputs import ModelSource, checked_coffers, model_source, read_model
 
@@ -31,6 +32,8 @@ class Sources:
     overrides: Mapping[str, Any] | None = None  # `coffers:` values from the command line
     tune_dir: Path | None = tuned.TUNE_DIR  # tune records; where they exist they decide `auto`
     tune_run: tuned.Tuned | None = None  # the tune run whose winner is deployed (tune's last apply): its provenance
+    hash_model: bool = False  # apply and tune: the model's sha256 on the host (cached there)
+    write_state: bool = True  # false under --check: the hash cache is not written
 
 
 def host_coffers(host: Host, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -59,6 +62,11 @@ def deployment_for(host: Host, facts: Mapping[str, Any], conn: Connector | None,
     dep = describe(host.name, plan, src, coffers, kernel_weighted_interleave=weighted, state_dir=state_dir)
     if dep.warnings:
         dep = replace(dep, plan=replace(plan, warnings=plan.warnings + dep.warnings))
+    expected = coffers.get("model_sha256")
+    if conn is not None and not src.upload and (sources.hash_model or expected is not None):
+        hashes = identity.model_sha256(conn, dep.model_files, state_dir, write=sources.write_state)
+        identity.check_expected(host.name, dep.model_files, hashes, expected)  # before anything restarts
+        dep = replace(dep, model_sha256=hashes)
     return replace(dep, provenance=provenance(host, measured, found or sources.tune_run)), src
 
 

@@ -110,7 +110,7 @@ def _measure(conn: Connector, dep: Deployment, state_dir: str, s: TuneSettings) 
     """Start the variant, wait, warm, time `s.requests` completions; stop it again."""
     text = prompt(s.prompt_tokens)
     place = f"{dep.prefix}/bin/{PLACE}"
-    evict = conn.run([place, "--evict", dep.model], timeout=600)
+    evict = conn.run([place, "--evict", *dep.model_files], timeout=600)
     if not evict.ok:
         raise HostError(f"dropping {dep.model} from the page cache failed: {(evict.stderr or evict.stdout).strip()}")
     with transient(conn, dep, state_dir) as running:
@@ -134,7 +134,8 @@ def _record(name: str, dep: Deployment, facts: Any, layout: ModelLayout, version
         "variant": name,
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hardware": records.hardware(facts),
-        "model": {"path": dep.model, "bytes": layout.file_size, "identity": records.model_identity(layout)},
+        "model": {"path": dep.model, "bytes": layout.file_size, "identity": records.model_identity(layout),
+                  **({"sha256": list(dep.model_sha256)} if dep.model_sha256 else {})},
         "llama_server": {"path": dep.llama_server, "version": version},
         "deployment_fingerprint": dep.to_json()["fingerprint"],
         "cpus": dep.services[0].cpus,

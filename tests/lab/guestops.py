@@ -46,11 +46,11 @@ def http(conn, path: str, body: dict | None = None, port: int = TEST_PORT, timeo
     return status, data.decode("utf-8", "replace")
 
 
-def start_llama(conn, *, threads: int = 2, env: dict[str, str] | None = None, wait_s: float = 600) -> int:  # type: ignore[no-untyped-def]
+def start_llama(conn, *, threads: int = 2, env: dict[str, str] | None = None, wait_s: float = 600, model: str = MODEL) -> int:  # type: ignore[no-untyped-def]
     """Start llama-server as a transient systemd service; wait for /health; return its pid."""
     stop_llama(conn)
     props = [f"--setenv={k}={v}" for k, v in (env or {}).items()]
-    r = conn.run(["systemd-run", f"--unit={TEST_UNIT}", "--collect", *props, LLAMA_SERVER, "-m", MODEL,
+    r = conn.run(["systemd-run", f"--unit={TEST_UNIT}", "--collect", *props, LLAMA_SERVER, "-m", model,
                   "--host", "127.0.0.1", "--port", str(TEST_PORT), "-t", str(threads), "-c", "256", "-np", "1"])
     assert r.ok, r.stderr
     try:
