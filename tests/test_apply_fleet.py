@@ -229,3 +229,41 @@ def test_kill_9_over_ssh_never_tears_a_file_and_converges(fleet, tmp_path):
     assert rc == 0 and doc["hosts"][host.name]["changed"] == 0
     final = {p: d for p, d in files_of(host).items() if ".coffers-" not in p}
     assert final == versions[18081]
+
+
+def plan_files(fleet, tmp: Path, inv: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "coffers_provision", "plan", str(inv), "--files", "--known-hosts", str(fleet.known_hosts),
+         "--facts-dir", str(tmp / "facts"), *flags],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "XDG_CACHE_HOME": str(tmp / "cache"), "PYTHONPATH": str(REPO)})
+
+
+@pytest.mark.fleet
+def test_plan_files_lists_exactly_what_apply_wrote_with_its_hash(fleet, tmp_path):
+    """plan --files: every file apply installs, with the sha256 of its bytes (builds: of
+    their stamp), computed from the description and the roles, not read from the host."""
+    host = fleet.hosts[1]
+    inv = prepare(fleet, tmp_path, hosts=[host])
+    rc, doc = apply(fleet, tmp_path, inv)
+    assert rc == 0, json.dumps(doc, indent=1)[:3000]
+    proc = plan_files(fleet, tmp_path, inv, "--json")
+    assert proc.returncode == 0, proc.stderr
+    files = json.loads(proc.stdout)["hosts"][host.name]["files"]
+    kinds = {f["kind"] for f in files}
+    assert kinds == {"file", "unit", "build"}, files
+    paths = {f["path"] for f in files}
+    assert {"/var/lib/coffers/deployment.json", "/usr/local/include/ggml-numa-shard.h",
+            "/etc/systemd/system/coffers-llama.service"} <= paths, paths
+    for f in files:
+        on_host = host.upper(f["stamp"] if f["kind"] == "build" else f["path"])
+        assert hashlib.sha256(on_host.read_bytes()).hexdigest() == f["sha256"], f
+        if f["mode"] and f["kind"] != "build":
+            assert f"{on_host.stat().st_mode & 0o7777:04o}" == f["mode"], f
+    unit = host.upper("/etc/systemd/system/coffers-llama.service")
+    unit.write_text(unit.read_text() + "# edited by hand\n")
+    again = json.loads(plan_files(fleet, tmp_path, inv, "--json").stdout)["hosts"][host.name]["files"]
+    assert again == files  # what apply would write, whatever the host holds now
+    text = plan_files(fleet, tmp_path, inv)
+    assert text.returncode == 0 and f"{files[0]['sha256'][:16]}  {files[0]['path']}" in text.stdout, text.stdout
+    offline = plan_files(fleet, tmp_path, inv, "--offline")
+    assert offline.returncode == 2 and "--files needs INVENTORY" in offline.stderr

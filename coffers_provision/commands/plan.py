@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="another inventory source, read after INVENTORY (may be given more than once)")
     p.add_argument("--vault-password-file", metavar="FILE", help="password for vault-encrypted inventory values (default $ANSIBLE_VAULT_PASSWORD_FILE)")
     p.add_argument("--facts-dir", type=Path, default=Path("facts"), metavar="DIR", help="facts cache (inventory mode; default ./facts)")
+    p.add_argument("--files", action="store_true",
+                   help="inventory mode: also list every file apply would install, with its sha256 (reads the host, writes nothing)")
     p.add_argument("--offline", action="store_true",
                    help="inventory mode: connect to no host (no difference from what is deployed; models must be local)")
     add_connection_arguments(p)
@@ -113,6 +115,9 @@ def validate_plan_json(doc: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> ExitStatus:
+    if args.files and (args.offline or not args.inventory or args.topology is not None):
+        error("--files needs INVENTORY and a connection to each host (not --offline, not --topology)")
+        return ExitStatus.USAGE
     if args.inventory and args.topology is None:
         return run_inventory(args)
     if args.topology is None or args.model is None:
@@ -148,14 +153,17 @@ def run(args: argparse.Namespace) -> ExitStatus:
     return ExitStatus.SUCCESS
 
 
-def plan_json(dep: Deployment, deployed: dict[str, Any] | None = None, *, with_deployed: bool = False) -> dict[str, Any]:
+def plan_json(dep: Deployment, deployed: dict[str, Any] | None = None, *, with_deployed: bool = False,
+              files: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One host's `plan --json` document: the plan, its deployment, and (inventory mode)
-    what the host recorded at its last apply."""
+    what the host recorded at its last apply and (--files) every file apply installs."""
     doc = dep.plan.to_json()
     doc["warnings"] = list(dep.plan.warnings)
     doc["deployment"] = dep.to_json()
     if with_deployed:
         doc["deployed"] = deployed
+    if files is not None:
+        doc["files"] = files
     validate_plan_json(doc)
     return doc
 
@@ -201,6 +209,7 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
     the difference from what the host recorded at its last apply (one read per host;
     --offline: no connection, no difference)."""
     from ..bench.planning import measured_results
+    from ..deployment.files import installed_files
     from ..deployment.host import Sources, deployment_for
     from ..facts.cache import max_age_of
     from ..fanout import UNREACHABLE, run_hosts
@@ -216,11 +225,12 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
 
     def one(host: Any, conn: Any) -> dict[str, Any]:
         facts, path = cached_facts(args.facts_dir, host.name, args.inventory)
-        dep, _ = deployment_for(host, facts, conn, sources)
+        dep, src = deployment_for(host, facts, conn, sources)
         if time.time() - facts.get("probed_at_epoch", 0) > max_age_of(host):
             dep = replace(dep, plan=replace(dep.plan, warnings=dep.plan.warnings + (f"facts in {path} are older than facts_max_age_s: run probe",)))
         then = recorded(host, conn) if conn is not None else None
-        doc = plan_json(dep, drift(dep.to_json(), then), with_deployed=conn is not None)
+        files = installed_files(host, conn, facts, dep, src) if args.files and conn is not None else None
+        doc = plan_json(dep, drift(dep.to_json(), then), with_deployed=conn is not None, files=files)
         return {"dep": dep, "doc": doc}
 
     docs: dict[str, Any] = {}
@@ -247,13 +257,14 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
         docs[name] = value["doc"]
         if not args.json:
             out.rule(name)
-            show(value["dep"], value["doc"].get("deployed"), connected=not args.offline)
+            show(value["dep"], value["doc"].get("deployed"), connected=not args.offline, files=value["doc"].get("files"))
     if args.json:
         print_json({"hosts": docs})
     return ExitStatus.HOSTS_UNREACHABLE if unreachable else ExitStatus.ERROR if failed else ExitStatus.SUCCESS
 
 
-def show(dep: Deployment, deployed: dict[str, Any] | None = None, *, connected: bool = False) -> None:
+def show(dep: Deployment, deployed: dict[str, Any] | None = None, *, connected: bool = False,
+         files: list[dict[str, Any]] | None = None) -> None:
     p = dep.plan
     lay = p.layout
     asked = f" (asked: {p.requested_strategy})" if p.requested_strategy != p.strategy else ""
@@ -302,6 +313,8 @@ def show(dep: Deployment, deployed: dict[str, Any] | None = None, *, connected: 
         for argv in svc.pre:
             out.print(f"  pre {shlex.join(argv)}", markup=False)
         out.print(f"  run {shlex.join(svc.argv)}", markup=False)
+    for f in files or ():
+        out.print(f"  {f['kind']:<5} {f['mode'] or '    '} {f['sha256'][:16]}  {f['path']}", markup=False)
     if connected:
         if deployed is None:
             out.print("deployed: nothing recorded on the host (never applied)")
