@@ -76,3 +76,29 @@ def test_a_remote_model_on_an_unreachable_host_exits_4(tmp_path, capsys):
     assert main(["model", "inspect", "gone:/m.gguf", "--inventory", str(inv)]) == 4
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "gone" in err[0] and "Traceback" not in err[0]
+
+
+def test_inspect_with_a_shard_map_shows_its_bytes_per_node(deepseek, capsys):
+    """--map: the bytes a GGML_NUMA_SHARD_MAP puts on each node, by the header's rules."""
+    lay = read_layout(deepseek)
+    assert main(["model", "inspect", str(deepseek), "--map", "0:node0,1:node1,embed:1,*:0", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["map"]
+    want = {0: 0, 1: 0}
+    for t in lay.tensors:
+        on_one = t.layer == 1 or (t.layer is None and t.name.startswith("token_embd"))
+        want[1 if on_one else 0] += t.n_bytes
+    assert doc["nodes"] == [0, 1] and doc["bytes_per_node"] == {str(n): b for n, b in want.items()}
+    assert main(["model", "inspect", str(deepseek), "--map", "0-1:node3", "--nodes", "0-3"]) == 0
+    text = capsys.readouterr().out
+    assert f"node 3: " in text and f"({lay.total_bytes - sum(t.n_bytes for t in lay.tensors if t.layer is None)} bytes" in text
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (["--map", "0-1:node0,2:nodeX"], 1, "--map: GGML_NUMA_SHARD_MAP position 11 ('2:nodeX')"),
+    (["--map", "0:0", "--nodes", "a-b"], 2, "--nodes: bad CPU list element"),
+    (["--nodes", "0,1"], 2, "--nodes needs --map"),
+])
+def test_inspect_bad_map_or_nodes_is_one_line(deepseek, capsys, argv, status, message):
+    assert main(["model", "inspect", str(deepseek), *argv]) == status
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err

@@ -10,7 +10,10 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from .. import shardmap
 from ..model import KINDS, GGUFError, ModelLayout, read_layout, read_remote_layout
+from ..shardmap import ShardMap
+from ..topology import parse_cpulist
 from ..units import human_bytes, short_bytes
 from ..output import error, out, print_json
 from ..status import ExitStatus
@@ -23,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ins.add_argument("target", metavar="PATH|HOST:PATH", help="a local GGUF file, or HOST:PATH with --inventory")
     ins.add_argument("--inventory", "-i", help="inventory that names HOST (for HOST:PATH)")
     ins.add_argument("--json", action="store_true", help="print JSON: totals, per-layer kinds and every tensor")
+    ins.add_argument("--map", metavar="MAP", help="a GGML_NUMA_SHARD_MAP (docs/shard-map.md): also show the bytes it puts on each node")
+    ins.add_argument("--nodes", metavar="LIST", help="with --map: the host's memory node ids, for layers the map leaves to round-robin "
+                                                      "(default: the nodes the map names, else 0)")
     add_connect_arguments(ins)
     ins.set_defaults(func=run_inspect)
 
@@ -75,16 +81,52 @@ def load(target: str, inventory: str | None, connect: dict[str, Any] | None = No
         raise GGUFError(f"cannot read: {e}", source=target) from None
 
 
+def map_nodes(text: str, nodes: list[int] | None) -> tuple[ShardMap, list[int]]:
+    """--map parsed (ShardMapError: bad input, naming the rule's position) and the node ids."""
+    smap = shardmap.parse(text)
+    return smap, nodes if nodes is not None else (sorted(smap.nodes()) or [0])
+
+
+def bytes_per_node(lay: ModelLayout, smap: ShardMap, nodes: list[int]) -> dict[int, int]:
+    """Where the map puts the model's bytes, node by node (the C header's rules, shardmap.assign)."""
+    placed = shardmap.assign(smap, (t.name for t in lay.tensors), nodes)
+    out: dict[int, int] = {}
+    for t in lay.tensors:
+        out[placed[t.name]] = out.get(placed[t.name], 0) + t.n_bytes
+    return dict(sorted(out.items()))
+
+
 def run_inspect(args: argparse.Namespace) -> ExitStatus:
+    if args.nodes is not None and args.map is None:
+        error("--nodes needs --map")
+        return ExitStatus.USAGE
+    try:
+        given = sorted(set(parse_cpulist(args.nodes))) if args.nodes is not None else None
+    except ValueError as e:
+        error(f"--nodes: {e}")
+        return ExitStatus.USAGE
+    try:
+        smap, nodes = map_nodes(args.map, given) if args.map is not None else (None, [])
+    except shardmap.ShardMapError as e:
+        error(f"--map: {e}")
+        return ExitStatus.ERROR
     try:
         lay = load(args.target, args.inventory, connect_kwargs(args))
     except GGUFError as e:
         error(str(e))
         return ExitStatus.ERROR
+    per_node = bytes_per_node(lay, smap, nodes) if smap is not None else None
     if args.json:
-        print_json(lay.to_json())
+        doc = lay.to_json()
+        if per_node is not None:
+            doc["map"] = {"map": args.map, "nodes": nodes, "bytes_per_node": {str(n): b for n, b in per_node.items()}}
+        print_json(doc)
     else:
         show(lay)
+        if per_node is not None:
+            out.print(f"GGML_NUMA_SHARD_MAP={args.map} (nodes {','.join(map(str, nodes))}):", markup=False)
+            for n, b in per_node.items():
+                out.print(f"  node {n}: {short_bytes(b)} ({b} bytes, {100 * b / lay.total_bytes:.1f} %)", markup=False)
     return ExitStatus.SUCCESS
 
 
