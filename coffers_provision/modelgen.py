@@ -204,20 +204,10 @@ def arch_spec(arch: str, dims: Dims | None = None) -> ModelSpec:
     return spec
 
 
-def _deepseek2(spec: ModelSpec, d: Dims, w: Q) -> ModelSpec:
-    """MLA attention (compressed q and kv), leading dense layers, then routed + shared experts."""
-    q_lora, kv_lora, nope, rope, v_head, n_dense = 32, 32, 16, 16, 16, 1
-    spec.kv("{arch}.leading_dense_block_count", n_dense)
-    spec.kv("{arch}.expert_count", d.n_expert)
-    spec.kv("{arch}.expert_used_count", d.n_expert_used)
-    spec.kv("{arch}.expert_shared_count", 1)
-    spec.kv("{arch}.expert_feed_forward_length", d.expert_ffn)
-    spec.kv("{arch}.expert_weights_scale", 1.0, GGUFValueType.FLOAT32)
-    spec.kv("{arch}.attention.q_lora_rank", q_lora)
-    spec.kv("{arch}.attention.kv_lora_rank", kv_lora)
-    spec.kv("{arch}.attention.key_length", nope + rope)
-    spec.kv("{arch}.attention.value_length", v_head)
-    _embeddings(spec, d, w)
+def _mla_blocks(spec: ModelSpec, d: Dims, w: Q, q_lora: int, kv_lora: int, nope: int, rope: int, v_head: int,
+                n_dense: int) -> ModelSpec:
+    """DeepSeek-style blocks: MLA attention, `n_dense` dense FFN blocks, then routed experts
+    plus one shared expert per block."""
     for i in range(d.n_layers):
         b = f"blk.{i}."
         spec.add(b + "attn_norm.weight", (d.dim,), Q.F32)
@@ -238,6 +228,23 @@ def _deepseek2(spec: ModelSpec, d: Dims, w: Q) -> ModelSpec:
         spec.add(b + "ffn_up_shexp.weight", (d.dim, d.expert_ffn), w)
         spec.add(b + "ffn_down_shexp.weight", (d.expert_ffn, d.dim), w)
     return spec
+
+
+def _deepseek2(spec: ModelSpec, d: Dims, w: Q) -> ModelSpec:
+    """MLA attention (compressed q and kv), leading dense layers, then routed + shared experts."""
+    q_lora, kv_lora, nope, rope, v_head, n_dense = 32, 32, 16, 16, 16, 1
+    spec.kv("{arch}.leading_dense_block_count", n_dense)
+    spec.kv("{arch}.expert_count", d.n_expert)
+    spec.kv("{arch}.expert_used_count", d.n_expert_used)
+    spec.kv("{arch}.expert_shared_count", 1)
+    spec.kv("{arch}.expert_feed_forward_length", d.expert_ffn)
+    spec.kv("{arch}.expert_weights_scale", 1.0, GGUFValueType.FLOAT32)
+    spec.kv("{arch}.attention.q_lora_rank", q_lora)
+    spec.kv("{arch}.attention.kv_lora_rank", kv_lora)
+    spec.kv("{arch}.attention.key_length", nope + rope)
+    spec.kv("{arch}.attention.value_length", v_head)
+    _embeddings(spec, d, w)
+    return _mla_blocks(spec, d, w, q_lora, kv_lora, nope, rope, v_head, n_dense)
 
 
 def llama70b_spec() -> ModelSpec:
@@ -320,26 +327,7 @@ def deepseek_v3_spec(w: Q = Q.Q8_0) -> ModelSpec:
     spec.kv("{arch}.attention.kv_lora_rank", kv_lora)
     spec.kv("{arch}.attention.key_length", nope + rope)
     spec.kv("{arch}.attention.value_length", v_head)
-    for i in range(d.n_layers):
-        b = f"blk.{i}."
-        spec.add(b + "attn_norm.weight", (d.dim,), Q.F32)
-        spec.add(b + "attn_q_a.weight", (d.dim, q_lora), w)
-        spec.add(b + "attn_q_a_norm.weight", (q_lora,), Q.F32)
-        spec.add(b + "attn_q_b.weight", (q_lora, d.n_head * (nope + rope)), w)
-        spec.add(b + "attn_kv_a_mqa.weight", (d.dim, kv_lora + rope), w)
-        spec.add(b + "attn_kv_a_norm.weight", (kv_lora,), Q.F32)
-        spec.add(b + "attn_kv_b.weight", (kv_lora, d.n_head * (nope + v_head)), w)
-        spec.add(b + "attn_output.weight", (d.n_head * v_head, d.dim), w)
-        if i < n_dense:
-            _dense_ffn(spec, i, d, w)
-            continue
-        spec.add(b + "ffn_norm.weight", (d.dim,), Q.F32)
-        _experts(spec, i, d, w, d.expert_ffn)
-        spec.add(b + "exp_probs_b.bias", (d.n_expert,), Q.F32)
-        spec.add(b + "ffn_gate_shexp.weight", (d.dim, d.expert_ffn), w)
-        spec.add(b + "ffn_up_shexp.weight", (d.dim, d.expert_ffn), w)
-        spec.add(b + "ffn_down_shexp.weight", (d.expert_ffn, d.dim), w)
-    return spec
+    return _mla_blocks(spec, d, w, q_lora, kv_lora, nope, rope, v_head, n_dense)
 
 
 def qwen3_235b_spec(w: Q = Q.Q8_0) -> ModelSpec:
