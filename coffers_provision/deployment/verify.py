@@ -302,7 +302,7 @@ def check(conn: Connector, state: HostState, dep: Deployment, variables: Mapping
         return skipped
     fingerprint = dep.to_json()["fingerprint"]
     if booted:
-        if not restarted:
+        if not restarted and not started:  # nothing (re)started: the server answered last time
             return []
     else:
         raw = state.read(_state_path(state_dir, VERIFIED))
