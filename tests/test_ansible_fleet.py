@@ -37,6 +37,16 @@ def ansible_inventory(fleet, tmp: Path, **coffers) -> Path:
     return inv
 
 
+# apply's own run-time files in the state dir, not part of the deployment: its lock's guard
+# file (the lock itself is gone after the run) and its model hash cache (docs/models.md)
+RUNTIME = ("/coffers/lock.guard", "/coffers/model-sha256.json")  # as the overlay upper dirs name them
+
+
+def deployed(hosts) -> dict[str, str]:
+    """Every byte and mode of the managed trees, less apply's run-time files."""
+    return {path: v for path, v in trees(hosts).items() if not path.endswith(RUNTIME)}
+
+
 def ssh_args(fleet) -> str:
     """Strict host keys against the fleet's known_hosts; one SSH connection per host, reused."""
     return (f"-o UserKnownHostsFile={fleet.known_hosts} -o StrictHostKeyChecking=yes "
@@ -72,13 +82,13 @@ def test_ansible_then_apply_changes_nothing_and_a_second_playbook_neither(make_f
     assert all(recap[h.name]["changed"] > 0 and recap[h.name]["failed"] == 0 for h in fleet.hosts), recap
     assert secret not in log and "+ExecStart=" not in log and "/usr/local/include/ggml-numa-shard.h" in log
     assert all(secret in h.upper("/etc/systemd/system/coffers-llama.service").read_text() for h in fleet.hosts)
-    after_ansible = trees(fleet.hosts)
+    after_ansible = deployed(fleet.hosts)
     rc, doc = apply(fleet, tmp_path, inv)
     assert rc == 0 and {h: d["changed"] for h, d in doc["hosts"].items()} == zero(fleet), json.dumps(doc)[:3000]
-    assert trees(fleet.hosts) == after_ansible
+    assert deployed(fleet.hosts) == after_ansible
     rc, recap, log = playbook(fleet, tmp_path, inv)
     assert rc == 0 and {h: r["changed"] for h, r in recap.items()} == zero(fleet), log[-4000:]
-    assert trees(fleet.hosts) == after_ansible
+    assert deployed(fleet.hosts) == after_ansible
 
 
 @pytest.mark.slow
@@ -87,24 +97,24 @@ def test_apply_then_ansible_changes_nothing_and_a_tampered_file_is_restored_by_e
     inv = ansible_inventory(fleet, tmp_path, service={"port": 18080})
     rc, doc = apply(fleet, tmp_path, inv)
     assert rc == 0 and all(d["changed"] > 0 for d in doc["hosts"].values())
-    converged = trees(fleet.hosts)
+    converged = deployed(fleet.hosts)
     rc, recap, log = playbook(fleet, tmp_path, inv)
     assert rc == 0 and {h: r["changed"] for h, r in recap.items()} == zero(fleet), log[-4000:]
-    assert trees(fleet.hosts) == converged
+    assert deployed(fleet.hosts) == converged
 
     # a unit edited by hand: Ansible's --check sees it (and changes nothing), apply restores it
     h = fleet.hosts[0]
     unit = h.upper("/etc/systemd/system/coffers-llama.service")
     unit.write_text(unit.read_text().replace("18080", "18081"))
-    tampered = trees(fleet.hosts)
+    tampered = deployed(fleet.hosts)
     rc, recap, log = playbook(fleet, tmp_path, inv, "--check", "--diff")
     assert rc == 0 and recap[h.name]["changed"] > 0, log[-4000:]
     assert all(recap[o.name]["changed"] == 0 for o in fleet.hosts[1:]), recap
     assert "-ExecStart=" in log and "18081" in log
-    assert trees(fleet.hosts) == tampered
+    assert deployed(fleet.hosts) == tampered
     rc, doc = apply(fleet, tmp_path, inv)
     assert rc == 0 and changed(doc, h.name) == {"coffers-llama.service"}
-    assert trees(fleet.hosts) == converged
+    assert deployed(fleet.hosts) == converged
 
     # the host's record edited: apply's --check sees it, ansible-playbook restores it
     record = h.upper("/var/lib/coffers/deployment.json")
@@ -113,7 +123,7 @@ def test_apply_then_ansible_changes_nothing_and_a_tampered_file_is_restored_by_e
     assert rc == 0 and changed(doc, h.name) == {"record the deployment this host runs"}
     rc, recap, log = playbook(fleet, tmp_path, inv)
     assert rc == 0 and recap[h.name]["changed"] > 0, log[-4000:]
-    assert trees(fleet.hosts) == converged
+    assert deployed(fleet.hosts) == converged
     rc, doc = apply(fleet, tmp_path, inv)
     assert rc == 0 and {n: d["changed"] for n, d in doc["hosts"].items()} == zero(fleet)
 
