@@ -22,10 +22,12 @@ from coffers_provision.inventory import Host, load_inventory
 from coffers_provision.vault import default_secret
 
 # Copies stdin to a TCP port on the host and the answer back, base64 (the host's python3,
-# which Ansible needs there anyway): one HTTP request with `Connection: close` per run.
+# which Ansible needs there anyway): one HTTP request with `Connection: close` per run. The
+# writing side stays open: llama-server takes a half-closed connection for a client that
+# left and cancels the completion it is generating.
 RELAY = ("import base64,socket,sys\n"
          "s=socket.create_connection((sys.argv[1],int(sys.argv[2])),float(sys.argv[3]))\n"
-         "s.sendall(base64.b64decode(sys.stdin.read()));s.shutdown(socket.SHUT_WR)\n"
+         "s.sendall(base64.b64decode(sys.stdin.read()))\n"
          "b=b''\n"
          "while True:\n"
          "    c=s.recv(65536)\n"
