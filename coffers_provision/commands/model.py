@@ -81,12 +81,6 @@ def load(target: str, inventory: str | None, connect: dict[str, Any] | None = No
         raise GGUFError(f"cannot read: {e}", source=target) from None
 
 
-def map_nodes(text: str, nodes: list[int] | None) -> tuple[ShardMap, list[int]]:
-    """--map parsed (ShardMapError: bad input, naming the rule's position) and the node ids."""
-    smap = shardmap.parse(text)
-    return smap, nodes if nodes is not None else (sorted(smap.nodes()) or [0])
-
-
 def bytes_per_node(lay: ModelLayout, smap: ShardMap, nodes: list[int]) -> dict[int, int]:
     """Where the map puts the model's bytes, node by node (the C header's rules, shardmap.assign)."""
     placed = shardmap.assign(smap, (t.name for t in lay.tensors), nodes)
@@ -105,11 +99,12 @@ def run_inspect(args: argparse.Namespace) -> ExitStatus:
     except ValueError as e:
         error(f"--nodes: {e}")
         return ExitStatus.USAGE
-    try:
-        smap, nodes = map_nodes(args.map, given) if args.map is not None else (None, [])
+    try:  # a bad map names the position of its first bad rule
+        smap = shardmap.parse(args.map) if args.map is not None else None
     except shardmap.ShardMapError as e:
         error(f"--map: {e}")
         return ExitStatus.ERROR
+    nodes = given if given is not None else (sorted(smap.nodes()) or [0]) if smap is not None else []
     try:
         lay = load(args.target, args.inventory, connect_kwargs(args))
     except GGUFError as e:

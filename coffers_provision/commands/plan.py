@@ -209,7 +209,9 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
     the difference from what the host recorded at its last apply (one read per host;
     --offline: no connection, no difference)."""
     from ..bench.planning import measured_results
+    from ..deployment.apply import default_play_file
     from ..deployment.files import installed_files
+    from ..engine.role import load_play
     from ..deployment.host import Sources, deployment_for
     from ..facts.cache import max_age_of
     from ..fanout import UNREACHABLE, run_hosts
@@ -222,6 +224,7 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
     bench = read_bench(args.bench) if args.bench else None
     sources = Sources(bench_results=None if bench else measured_results(args.bench_results), bench=bench, overrides=policy_vars(args),
                       tune_dir=args.tune_results)
+    play = load_play(default_play_file()) if args.files else None  # read once for every host
 
     def one(host: Any, conn: Any) -> dict[str, Any]:
         facts, path = cached_facts(args.facts_dir, host.name, args.inventory)
@@ -229,7 +232,7 @@ def run_inventory(args: argparse.Namespace) -> ExitStatus:
         if time.time() - facts.get("probed_at_epoch", 0) > max_age_of(host):
             dep = replace(dep, plan=replace(dep.plan, warnings=dep.plan.warnings + (f"facts in {path} are older than facts_max_age_s: run probe",)))
         then = recorded(host, conn) if conn is not None else None
-        files = installed_files(host, conn, facts, dep, src) if args.files and conn is not None else None
+        files = installed_files(play, host, conn, facts, dep, src) if play is not None and conn is not None else None
         doc = plan_json(dep, drift(dep.to_json(), then), with_deployed=conn is not None, files=files)
         return {"dep": dep, "doc": doc}
 

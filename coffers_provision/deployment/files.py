@@ -11,35 +11,29 @@ instances) goes through one batched state read; nothing is written.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from ..connect.base import Connector
 from ..engine.manifest import compile_play
-from ..engine.role import load_play
+from ..engine.modules import sha256, sha256_file
+from ..engine.role import Play
 from ..engine.runner import play_vars
 from ..engine.state import HostState
 from ..inventory import Host
-from .apply import default_play_file, play_extra
+from .apply import play_extra
 from .describe import Deployment
 from .inputs import ModelSource
 
 
-def _sha256_of(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def installed_files(host: Host, conn: Connector, facts: Any, dep: Deployment, src: ModelSource) -> list[dict[str, Any]]:
+def installed_files(play: Play, host: Host, conn: Connector, facts: Any, dep: Deployment, src: ModelSource) -> list[dict[str, Any]]:
     """[{path, kind, mode, sha256}] sorted by path; kind is file, unit or build (a build's
     sha256 is that of its stamp file, `stamp`, which holds the hash of what it is built from)."""
-    play = load_play(default_play_file())
     steps = compile_play(host.name, play, play_vars(play, host.vars, play_extra(host, facts, dep, src)), HostState(conn))
     out: list[dict[str, Any]] = []
 
     def add(step: dict[str, Any], kind: str) -> None:
         data = step["content"]
-        digest = hashlib.sha256(data.encode()).hexdigest() if data is not None else _sha256_of(step["src"])
+        digest = sha256(data.encode()) if data is not None else sha256_file(step["src"])
         out.append({"path": step["dest"], "kind": kind, "mode": step["mode"], "sha256": digest})
 
     for step in steps["files"]:
@@ -49,5 +43,5 @@ def installed_files(host: Host, conn: Connector, facts: Any, dep: Deployment, sr
             add(step, "unit")
     for b in steps["builds"]:
         out.append({"path": b["output"], "kind": "build", "mode": b["mode"], "stamp": b["stamp"],
-                    "sha256": hashlib.sha256(b["stamp_content"].encode()).hexdigest()})
+                    "sha256": sha256(b["stamp_content"].encode())})
     return sorted(out, key=lambda f: f["path"])

@@ -63,16 +63,12 @@ def _unit_value(value: Any) -> str:
 
 def _sha256_file(path: Any) -> str:
     """The sha256 of a file on the machine running apply (e.g. a source archive to upload)."""
-    import hashlib
+    from .modules import sha256_file
 
-    h = hashlib.sha256()
     try:
-        with open(str(path), "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        return sha256_file(str(path))
     except OSError as e:
         raise jinja2.TemplateRuntimeError(f"{path}: {e.strerror}") from None
-    return h.hexdigest()
 
 
 def make_env(template_dir: Path | None = None) -> jinja2.Environment:

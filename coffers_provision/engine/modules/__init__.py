@@ -128,6 +128,12 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path: str) -> str:
+    """The sha256 of a file on the machine running apply, read in blocks (a model is GiBs)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def _owner_matches(want: str | None, name: str, ident: int) -> bool:
     return want is None or (str(ident) == want if want.isdigit() else name == want)
 
