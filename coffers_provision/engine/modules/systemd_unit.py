@@ -223,4 +223,20 @@ def _systemctl(out: Outcome, ctx: Context, verb: str, units: list[str]) -> None:
         out.steps.append(Step(verb, Status.OK, "nothing to do"))
         return
     out.steps.append(Step(f"{verb} {' '.join(units)}", Status.CHANGED))
-    out.actions.append(lambda: ctx.run(["systemctl", verb, *units]))
+    out.actions.append(lambda: _act(ctx, verb, units))
+
+
+JOURNAL_LINES = 20
+
+
+def _act(ctx: Context, verb: str, units: list[str]) -> None:
+    """systemctl `verb`; a unit that fails to come up is reported with its own last log lines
+    (systemctl itself only points at journalctl)."""
+    try:
+        ctx.run(["systemctl", verb, *units])
+    except TaskFailed as e:
+        if verb not in ("start", "restart"):
+            raise
+        tails = [f"--- journalctl -u {u} ---\n{ctx.conn.run(['journalctl', '-u', u, '-n', str(JOURNAL_LINES), '--no-pager', '-o', 'cat'], timeout=30).stdout.strip()}"
+                 for u in units]
+        raise TaskFailed("\n".join([str(e), *tails])) from None
