@@ -51,7 +51,7 @@ def files(tmp_path: Path) -> dict[str, bytes]:
 def gather(paths: list[str]) -> tuple[HostState, Counting]:
     conn = Counting()
     state = HostState(conn)
-    state.prefetch(Needs(stat=set(paths)))
+    state.prefetch(Needs(hash=set(paths)))
     return state, conn
 
 
@@ -174,3 +174,20 @@ def test_an_absent_unit_is_checked_in_the_one_command(tmp_path):
     report = run_play("local", conn, play, play_vars(play, {"state_dir": str(root / "state")}), Options(check=True))
     assert {r.task: r.status for r in report.results} == {"gone": Status.OK}
     assert conn.commands == 1
+
+
+def test_only_the_files_a_task_compares_are_hashed(files, tmp_path):
+    """A path asked for its stat alone (a unit's needs_files: the model, the server binary)
+    is not hashed, so a no-op apply never reads a 400 GB model; asking for its hash later
+    costs one more round trip, and a path asked both ways is hashed."""
+    paths = list(files)
+    compared, existing, both = paths[:3], paths[3:6], paths[6]
+    conn = Counting()
+    state = HostState(conn)
+    state.prefetch(Needs(stat={*existing, both}, hash={*compared, both}))
+    assert conn.commands == 1
+    assert all(state.stat(p).sha256 == sha256(files[p]) for p in [*compared, both])
+    assert all(state.stat(p).kind == "file" and state.stat(p).sha256 is None for p in existing)
+    assert conn.commands == 1
+    assert state.stat(existing[0], hashed=True).sha256 == sha256(files[existing[0]])
+    assert conn.commands == 2

@@ -1,7 +1,9 @@
 """What a play knows about one host's files, read in as few round trips as possible.
 
-Before a play, every task says what it will look at (`Needs`): paths to stat, files to
-hash or read, read-only commands to capture. One shell script on the host answers all
+Before a play, every task says what it will look at (`Needs`): paths to stat, files whose
+content it compares (hashed on the host), small files to read, read-only commands to
+capture. Only the files a task compares are hashed: a unit that merely needs the model to
+exist must not make every apply read a 400 GB model. One shell script on the host answers all
 of it at once, so a play with nothing to do costs one round trip. Later lookups that
 missed the batch go to the host one by one.
 
@@ -30,39 +32,42 @@ class PathState:
     gid: int
     user: str
     group: str
-    sha256: str | None = None  # regular files that were asked to be hashed
+    sha256: str | None = None  # regular files that were asked to be hashed (Needs.hash)
 
 
 @dataclass
 class Needs:
-    stat: set[str] = field(default_factory=set)  # stat + sha256 of regular files
+    stat: set[str] = field(default_factory=set)  # stat only
+    hash: set[str] = field(default_factory=set)  # stat + sha256 of regular files (content compared)
     read: set[str] = field(default_factory=set)  # whole small files
     capture: set[str] = field(default_factory=set)  # read-only shell commands
 
     def update(self, other: "Needs") -> None:
         self.stat |= other.stat
+        self.hash |= other.hash
         self.read |= other.read
         self.capture |= other.capture
 
 
 
-def _probe_script(stat: list[str], read: list[str], capture: list[str], mark: str) -> str:
+def _probe_script(stat: list[str], hashed: int, read: list[str], capture: list[str], mark: str) -> str:
     """One POSIX sh script answering everything, with as few processes on the host as it
     takes (each one costs the host a fork and exec, and a fleet shares its controller's time):
 
     - `S` and `K` lines: stat and kind of each path, in order (`K -`: not there);
     - a `B` line: one base64 of every read and capture, each followed by `\\n<mark> <status>\\n`
       (`mark` is random per script, so no file or output can forge a boundary);
-    - an `H` line, then sha256sum's own lines for the regular files among `stat`, in order.
+    - an `H` line, then sha256sum's own lines for the regular files among the first
+      `hashed` paths of `stat`, in order.
     """
     q = shlex.quote
     lines = ["exec 2>/dev/null"]
     if stat:
         lines.append("set -- " + " ".join(q(p) for p in stat))
         lines.append("stat -L -c 'S %a %u %g %U %G' -- \"$@\"")  # one line per path that exists
-        # kind flags; regular files are appended to "$@" (the loop walks the original list)
-        lines.append('for p do if [ -f "$p" ]; then echo K f; set -- "$@" "$p"; elif [ -d "$p" ]; then echo K d; '
-                     'elif [ -e "$p" ]; then echo K o; else echo K -; fi; done')
+        # kind flags; regular files to hash are appended to "$@" (the loop walks the original list)
+        lines.append(f'i=0; for p do i=$((i+1)); if [ -f "$p" ]; then echo K f; [ $i -le {hashed} ] && set -- "$@" "$p"; '
+                     'elif [ -d "$p" ]; then echo K d; elif [ -e "$p" ]; then echo K o; else echo K -; fi; done')
         lines.append(f"shift {len(stat)}")
     if read or capture:
         end = f"; printf '\\n%s %d\\n' {mark} $?"
@@ -88,7 +93,7 @@ def _framed(blob: str, mark: str, count: int) -> list[tuple[int, bytes]]:
     return out
 
 
-def _parse(stat: list[str], read: list[str], capture: list[str], text: str, mark: str) -> tuple[dict, dict, dict]:
+def _parse(stat: list[str], to_hash: int, read: list[str], capture: list[str], text: str, mark: str) -> tuple[dict, dict, dict]:
     tagged: dict[str, list[str]] = {"K": [], "S": [], "B": []}
     lines = text.splitlines()
     hashed = lines.index("H") if "H" in lines else len(lines)
@@ -100,7 +105,7 @@ def _parse(stat: list[str], read: list[str], capture: list[str], text: str, mark
     if len(kinds) != len(stat):
         raise ProbeError(f"expected {len(stat)} path answers, got {len(kinds)}")
     existing = [p for p, k in zip(stat, kinds) if k != "-"]
-    files = [p for p, k in zip(stat, kinds) if k == "f"]
+    files = [p for p, k in zip(stat[:to_hash], kinds) if k == "f"]
     if len(tagged["S"]) != len(existing) or len(tagged["B"]) != (1 if read or capture else 0):
         raise ProbeError("the host's answers do not line up (a path changed while it was read?)")
     hashes = [h.removeprefix("\\").split(" ", 1)[0] for h in lines[hashed + 1:]]
@@ -127,26 +132,32 @@ class HostState:
     def __init__(self, conn: Connector):
         self.conn = conn
         self._stat: dict[str, PathState | None] = {}
+        self._hashed: set[str] = set()  # paths whose _stat entry carries a hash (when a file)
         self._read: dict[str, bytes | None] = {}
         self._capture: dict[str, Result] = {}
         self.round_trips = 0
 
     def prefetch(self, needs: Needs) -> None:
-        stat = sorted(needs.stat - self._stat.keys())
+        hashed = sorted(needs.hash - self._hashed)
+        stat = hashed + sorted(needs.stat - self._stat.keys() - needs.hash)
         read = sorted(needs.read - self._read.keys())
         capture = sorted(needs.capture - self._capture.keys())
         if not (stat or read or capture):
             return
         mark = secrets.token_hex(16)
-        result = self.conn.run(_probe_script(stat, read, capture, mark))
+        result = self.conn.run(_probe_script(stat, len(hashed), read, capture, mark))
         self.round_trips += 1
-        stats, reads, caps = _parse(stat, read, capture, result.stdout, mark)
+        stats, reads, caps = _parse(stat, len(hashed), read, capture, result.stdout, mark)
         self._stat.update(stats)
+        self._hashed.update(hashed)
         self._read.update(reads)
         self._capture.update(caps)
 
-    def stat(self, path: str) -> PathState | None:
-        if path not in self._stat:
+    def stat(self, path: str, *, hashed: bool = False) -> PathState | None:
+        """The path's state; with `hashed`, a regular file's sha256 too."""
+        if hashed and path not in self._hashed:
+            self.prefetch(Needs(hash={path}))
+        elif path not in self._stat:
             self.prefetch(Needs(stat={path}))
         return self._stat[path]
 
@@ -165,10 +176,12 @@ class HostState:
         """A real change touched these paths (and may have changed what commands print)."""
         for p in paths:
             self._stat.pop(p, None)
+            self._hashed.discard(p)
             self._read.pop(p, None)
         self._capture.clear()
 
     def overlay(self, effects: dict[str, "PathState | None"], contents: dict[str, bytes | None]) -> None:
         """--check: record the state a change would have left, without touching the host."""
         self._stat.update(effects)
+        self._hashed.update(effects)  # the overlaid state carries the hash the change would leave
         self._read.update(contents)

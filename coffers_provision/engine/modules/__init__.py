@@ -164,7 +164,7 @@ def write_file(
     from ..diff import attr_diff, file_diff
 
     name = step or f"write {path}"
-    st = ctx.state.stat(path)
+    st = ctx.state.stat(path, hashed=True)
     if st is not None and st.kind != "file":
         raise TaskFailed(f"{path} exists and is not a regular file ({st.kind})")
     want_mode = mode if mode is not None else (st.mode if st else 0o644)

@@ -11,7 +11,7 @@ from . import Context, Outcome, TaskFailed, parse_mode, sha256, write_file
 
 
 def needs(args: dict, ctx: Context) -> Needs:
-    return Needs(stat={args["dest"]})
+    return Needs(hash={args["dest"]})
 
 
 @lru_cache(maxsize=64)

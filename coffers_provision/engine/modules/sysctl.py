@@ -35,7 +35,7 @@ def _read_cmd(path: str) -> str:
 
 
 def needs(args: dict, ctx: Context) -> Needs:
-    return Needs(stat={args["file"]}, capture={_read_cmd(_live_path(args, k)) for k in _settings(args)})
+    return Needs(hash={args["file"]}, capture={_read_cmd(_live_path(args, k)) for k in _settings(args)})
 
 
 def render(settings: dict[str, str]) -> bytes:

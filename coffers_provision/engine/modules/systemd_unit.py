@@ -79,11 +79,12 @@ def _systemctl_query(what: str, units: list[str]) -> str:
 
 def needs(args: dict, ctx: Context) -> Needs:
     unit_dir, name = _unit_dir(args, ctx), args["name"]
-    out = Needs(stat={unit_dir, f"{unit_dir}/{name}"}, capture={SYSTEMD_BOOTED})
+    out = Needs(stat={unit_dir}, hash={f"{unit_dir}/{name}"}, capture={SYSTEMD_BOOTED})  # small files, compared
     units = _units(args)
     if _is_template(name):
         out.capture.add(_listing(unit_dir, name))
-        out.stat |= {p for u in units for p in (_dropin_dir(unit_dir, u), f"{_dropin_dir(unit_dir, u)}/{DROPIN}")}
+        out.stat |= {_dropin_dir(unit_dir, u) for u in units}
+        out.hash |= {f"{_dropin_dir(unit_dir, u)}/{DROPIN}" for u in units}
     elif args.get("state") == "absent":  # prepare looks for a drop-in to remove
         out.stat |= {f"{_dropin_dir(unit_dir, u)}/{DROPIN}" for u in units}
     if units:

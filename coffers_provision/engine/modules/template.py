@@ -8,7 +8,7 @@ from . import Context, Outcome, TaskFailed, parse_mode, sha256, write_file
 
 
 def needs(args: dict, ctx: Context) -> Needs:
-    return Needs(stat={args["dest"]})
+    return Needs(hash={args["dest"]})
 
 
 def render(ctx: Context, name: str, extra: dict | None = None) -> bytes:
@@ -37,7 +37,7 @@ def validate(ctx: Context, argv: list[str], data: bytes, dest: str) -> None:
 def prepare(args: dict, ctx: Context) -> Outcome:
     data = render(ctx, args["src"])
     if args.get("validate"):
-        st = ctx.state.stat(args["dest"])
+        st = ctx.state.stat(args["dest"], hashed=True)
         if st is None or st.sha256 != sha256(data):
             validate(ctx, list(args["validate"]), data, args["dest"])
     return write_file(
