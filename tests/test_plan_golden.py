@@ -78,6 +78,8 @@ def _case(rng: random.Random, base: dict[str, Any]) -> tuple[dict[str, Any], Mod
     """One host: the fixture's shape, its free memory, facts, policy and measurements drawn."""
     nodes = [dict(n, free_mb=None if n["free_mb"] is None else int((n["size_mb"] or 0) * (0.05 + 1.05 * rng.random())))
              for n in base["nodes"]]
+    if rng.random() < 0.1:  # the same CPUs and distances with other DIMMs: a different shape
+        nodes = [dict(n, size_mb=n["size_mb"] and n["size_mb"] * 2) for n in nodes]
     topo = dict(base, nodes=nodes)
     if rng.random() < 0.15:
         topo["distances"] = None
