@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
+from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import shardmap
@@ -804,18 +805,34 @@ def _choose(h: _Host, policy: Policy, bench: Bench | None, run: Any) -> str:
     return "shard"
 
 
-def cores_from_facts(value: Any) -> dict[int, int] | None:
+def cores_from_facts(value: Any) -> Mapping[int, int] | None:
     """cpu -> its physical core (the lowest CPU of its group) from SMT sibling facts: a
-    mapping cpu -> list or cpulist, or a list of groups (sysfs thread_siblings_list)."""
+    mapping cpu -> list or cpulist, or a list of groups (sysfs thread_siblings_list).
+    Read-only: hosts of one hardware type share one map."""
     if value is None:
         return None
+    return _cores_of(_sibling_key(value))
+
+
+def _sibling_key(value: Any) -> tuple:
+    """An exact, hashable copy of the sibling facts (a fleet repeats a few of them): a
+    group stays a string or becomes a tuple, so "036" and ["0", "3", "6"] never meet."""
+    if isinstance(value, Mapping):
+        return ("map", tuple((k, g if isinstance(g, str) else tuple(g)) for k, g in value.items()))
+    if str in set(map(type, value)):
+        return ("list", tuple(g if isinstance(g, str) else tuple(g) for g in value))
+    return ("list", tuple(map(tuple, value)))  # the usual JSON facts: lists of ints, at C speed
+
+
+@lru_cache(maxsize=256)
+def _cores_of(key: tuple) -> Mapping[int, int]:
     out: dict[int, int] = {}
-    groups: Iterable[Any] = value.values() if isinstance(value, Mapping) else value
+    groups = (g for _, g in key[1]) if key[0] == "map" else key[1]
     for g in groups:
         ids = parse_cpulist(g) if isinstance(g, str) else list(map(int, g))
         if ids:
             out.update(dict.fromkeys(ids, min(ids)))
-    return out
+    return MappingProxyType(out)
 
 
 def plan_for_host(facts: Mapping[str, Any], layout: ModelLayout, bench: Bench | None, policy: Policy) -> Plan:

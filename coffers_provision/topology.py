@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from itertools import chain
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Iterable
 
 from .errors import CoffersError
@@ -141,11 +142,21 @@ class Topology:
         installed memory rounded to a GiB. Never free memory, and not the exact size either:
         a node's size moves by tens of MB across boots (kernel reservations), which must not
         restart a fleet."""
-        shape = {
-            "nodes": [[n.id, list(n.cpus or ()), None if n.size_mb is None else round(n.size_mb / 1024)] for n in self.nodes],
-            "distances": self.to_json()["distances"],
-        }
-        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+        nodes = tuple((n.id, n.cpus or (), None if n.size_mb is None else round(n.size_mb / 1024)) for n in self.nodes)
+        numbers = chain((n.id for n in self.nodes), *(n.cpus or () for n in self.nodes), *(self.distances or ()))
+        if set(map(type, numbers)) <= {int}:  # 10 == 10.0 == True as keys, but not in JSON: those skip the memo
+            return _fingerprint(nodes, self.distances)
+        return _fingerprint.__wrapped__(nodes, self.distances)
+
+
+@lru_cache(maxsize=256)
+def _fingerprint(nodes: tuple[tuple[int, tuple[int, ...], int | None], ...], distances: tuple[tuple[int, ...], ...] | None) -> str:
+    """The hash of one shape, computed once per shape: a fleet has a few."""
+    shape = {
+        "nodes": [[i, list(cpus), size] for i, cpus, size in nodes],
+        "distances": [list(r) for r in distances] if distances is not None else None,
+    }
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # -- CPU / node list syntax ("0-3,8,10-14:2") --------------------------------
