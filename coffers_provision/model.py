@@ -15,6 +15,7 @@ import re
 import struct
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import accumulate
 from typing import Any, Callable, Mapping
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
@@ -114,6 +115,20 @@ class ModelLayout:
             if t.layer is not None:
                 out[t.layer] += t.n_bytes
         return out
+
+    @cached_property
+    def layer_prefix(self) -> tuple[int, ...]:
+        """Bytes before each layer in layer order, then the total of all layers."""
+        return (0, *accumulate(self.layer_bytes.values()))
+
+    @cached_property
+    def layer_midpoints(self) -> tuple[float, ...]:
+        """Where each layer's middle falls in the layer bytes, as the planner's packer sums it."""
+        out, cum = [], 0.0
+        for b in self.layer_bytes.values():
+            out.append(cum + b / 2)
+            cum += b
+        return tuple(out)
 
     @cached_property
     def bytes_by_layer_kind(self) -> dict[int | None, dict[str, int]]:

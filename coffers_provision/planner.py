@@ -7,6 +7,7 @@ estimate; the comments here say why a step is done the way it is.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from types import MappingProxyType
@@ -529,7 +530,7 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any
         spill -= take
     layer_room = {n: room[n] - used[n] for n in candidates}
 
-    layer_nodes = _contiguous(lay.layer_bytes, [n for n in candidates if target.get(n, 0) > 0], target, layer_room)
+    layer_nodes = _contiguous(lay, [n for n in candidates if target.get(n, 0) > 0], target, layer_room)
     if layer_nodes is None:
         layer_nodes = _scattered(lay.layer_bytes, candidates, target, layer_room)
         if layer_nodes is None:
@@ -554,30 +555,29 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any
                 node_bytes={n: b for n, b in node_bytes.items() if b}, kv=kv, instances=(inst,), weights=None)
 
 
-def _contiguous(layer_bytes: Mapping[int, int], seq: list[int], target: Mapping[int, float], room: Mapping[int, float]) -> dict[int, int] | None:
+def _contiguous(lay: ModelLayout, seq: list[int], target: Mapping[int, float], room: Mapping[int, float]) -> dict[int, int] | None:
     """Layers in order, in runs: each goes to the node whose share its midpoint falls in,
-    moving on when a node is full. None when the runs cannot be packed."""
+    moving on when a node is full. None when the runs cannot be packed. A run ends at the
+    first layer whose midpoint passes the node's share or that overflows its room; both
+    only grow along the layers, so each run's end is a binary search."""
+    layers, prefix, mids = tuple(lay.layer_bytes), lay.layer_prefix, lay.layer_midpoints
     if not seq:
-        return {} if not layer_bytes else None
+        return {} if not layers else None
     bounds, acc = [], 0.0
     for n in seq:
         acc += target[n]
         bounds.append(acc)
-    used = dict.fromkeys(seq, 0)
     out: dict[int, int] = {}
-    cum, k = 0.0, 0
-    for layer, b in layer_bytes.items():
-        mid = cum + b / 2
-        while k < len(seq) - 1 and mid > bounds[k]:
-            k += 1
-        while k < len(seq) and used[seq[k]] + b > room[seq[k]]:
-            k += 1
-        if k == len(seq):
-            return None
-        out[layer] = seq[k]
-        used[seq[k]] += b
-        cum += b
-    return out
+    start, last = 0, len(seq) - 1
+    for k, node in enumerate(seq):
+        if start == len(layers):
+            break
+        by_share = len(layers) if k == last else bisect_right(mids, bounds[k], start)
+        by_room = max(bisect_right(prefix, prefix[start] + room[node], start) - 1, start)
+        end = min(by_share, by_room)
+        out.update(dict.fromkeys(layers[start:end], node))
+        start = end
+    return out if start == len(layers) else None
 
 
 def _scattered(layer_bytes: Mapping[int, int], nodes: list[int], target: Mapping[int, float], room: Mapping[int, float]) -> dict[int, int] | None:
