@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from . import shardmap
 from .errors import CoffersError
 from .model import ModelLayout
-from .topology import Node, Topology, format_cpulist, parse_cpulist
+from .topology import Node, Topology, cpulist_of, format_cpulist, parse_cpulist
 from .units import human_bytes
 
 MiB = 1 << 20
@@ -136,7 +136,7 @@ class Instance:
 
     @property
     def cpu_affinity(self) -> str | None:
-        return format_cpulist(self.cpus) if self.cpus else None
+        return cpulist_of(self.cpus) if self.cpus else None
 
     def to_json(self) -> dict[str, Any]:
         return {

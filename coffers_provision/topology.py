@@ -73,7 +73,14 @@ class Topology:
 
     @cached_property
     def all_cpus(self) -> frozenset[int]:
-        return frozenset(c for n in self.nodes for c in n.cpus or ())
+        return frozenset(chain.from_iterable(n.cpus or () for n in self.nodes))
+
+    @cached_property
+    def plain_ints(self) -> bool:
+        """Every id, CPU and distance is an int. Only then may what is derived from them be
+        shared through a memo: 1, 1.0 and True are equal as keys but print differently."""
+        numbers = chain((n.id for n in self.nodes), *(n.cpus or () for n in self.nodes), *(self.distances or ()))
+        return set(map(type, numbers)) <= {int}
 
     # -- derived facts ---------------------------------------------------
     @property
@@ -143,10 +150,7 @@ class Topology:
         a node's size moves by tens of MB across boots (kernel reservations), which must not
         restart a fleet."""
         nodes = tuple((n.id, n.cpus or (), None if n.size_mb is None else round(n.size_mb / 1024)) for n in self.nodes)
-        numbers = chain((n.id for n in self.nodes), *(n.cpus or () for n in self.nodes), *(self.distances or ()))
-        if set(map(type, numbers)) <= {int}:  # 10 == 10.0 == True as keys, but not in JSON: those skip the memo
-            return _fingerprint(nodes, self.distances)
-        return _fingerprint.__wrapped__(nodes, self.distances)
+        return (_fingerprint if self.plain_ints else _fingerprint.__wrapped__)(nodes, self.distances)
 
 
 @lru_cache(maxsize=256)
@@ -181,6 +185,16 @@ def parse_cpulist(text: str) -> list[int]:
             raise ValueError(f"bad CPU range {part!r} in {text!r}")
         out.extend(range(lo, hi + 1, step))
     return out
+
+
+def cpulist_of(ids: tuple[int, ...]) -> str:
+    """format_cpulist, once per list of plain ints: hosts of one hardware type share their lists."""
+    return _cpulist(ids) if set(map(type, ids)) <= {int} else format_cpulist(ids)
+
+
+@lru_cache(maxsize=256)
+def _cpulist(ids: tuple[int, ...]) -> str:
+    return format_cpulist(ids)
 
 
 def format_cpulist(ids: Iterable[int]) -> str:
