@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from itertools import chain
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from types import MappingProxyType
@@ -295,15 +296,33 @@ class _Host:
     def all_cpus(self) -> tuple[int, ...] | None:
         if any(n.cpus is None for n in self.nodes):
             return None
-        return tuple(sorted(c for n in self.nodes for c in n.cpus or ()))
+        return tuple(sorted(chain.from_iterable(n.cpus or () for n in self.nodes)))
 
     @cached_property
     def cpu_nodes(self) -> list[int]:
         return [x.id for x in self.nodes if x.cpus]
 
     def dist(self, a: int, b: int) -> int:
-        d = self.topo.distance(a, b) if self.topo.distances is not None else None
-        return d if d is not None else (10 if a == b else 20)
+        return _dist(self.topo, a, b)
+
+    @cached_property
+    def cpu_distance(self) -> Mapping[int, int]:
+        """memory node -> the sum of its distances to the CPU nodes (a shape fact: memoised)."""
+        t = self.topo
+        return _cpu_distance(tuple(n.id for n in t.nodes), t.distances, tuple(self.free), tuple(self.cpu_nodes))
+
+
+def _dist(topo: Topology, a: int, b: int) -> int:
+    d = topo.distance(a, b) if topo.distances is not None else None
+    return d if d is not None else (10 if a == b else 20)
+
+
+@lru_cache(maxsize=256)
+def _cpu_distance(ids: tuple[int, ...], distances: tuple[tuple[int, ...], ...] | None,
+                  memory: tuple[int, ...], cpu_nodes: tuple[int, ...]) -> Mapping[int, int]:
+    # Only compared, never printed: 20 and 20.0 may share an entry.
+    topo = Topology(True, tuple(Node(i, None, None, None) for i in ids), distances)
+    return MappingProxyType({n: sum(_dist(topo, n, c) for c in cpu_nodes) for n in memory})
 
 
 def _host(topo: Topology, policy: Policy, bench: Bench | None) -> _Host:
@@ -401,18 +420,7 @@ def _instance(
     numa_on = h.topo.numa_available and len(h.topo.nodes) > 1
     if cpus is not None and not cpus:
         raise PlanError(f"instance {name}: no CPUs left (reserve_cpus {format_cpulist(policy.reserve_cpus)} takes them all)")
-    numa: str | None = None
-    if numa_on:
-        mine = set(cpus or ())
-        spans = [n for n in h.topo.nodes if n.cpus and not mine.isdisjoint(n.cpus)]
-        if cpus is None:
-            numa = None if h.restricted else "distribute"
-        elif not h.restricted and len(spans) > 1 and mine == h.topo.all_cpus:
-            numa = "distribute"  # every CPU of the host: ggml spreads threads over the nodes itself
-        elif len(spans) == 1 and mine == set(spans[0].cpus or ()):
-            numa = "isolate"  # exactly one node's CPUs: threads stay where execution starts
-        else:
-            numa = "numactl"  # a subset: keep the affinity systemd gives, never widen it
+    numa = _numa_mode(cpus, tuple(n.cpus for n in h.topo.nodes), h.restricted) if numa_on else None
     return Instance(
         name=name,
         host=policy.service_host,
@@ -430,6 +438,21 @@ def _instance(
         parallel=policy.parallel,
         kv_cache_type=policy.kv_cache_type,
     )
+
+
+@lru_cache(maxsize=256)
+def _numa_mode(cpus: tuple[int, ...] | None, node_cpus: tuple[tuple[int, ...] | None, ...], restricted: bool) -> str | None:
+    """llama-server --numa for an instance on `cpus` of a NUMA host whose nodes list
+    `node_cpus`. A shape fact, memoised; set logic only, so 1 and 1.0 may share an entry."""
+    if cpus is None:
+        return None if restricted else "distribute"
+    mine = set(cpus)
+    spans = [c for c in node_cpus if c and not mine.isdisjoint(c)]
+    if not restricted and len(spans) > 1 and mine == set(chain.from_iterable(c or () for c in node_cpus)):
+        return "distribute"  # every CPU of the host: ggml spreads threads over the nodes itself
+    if len(spans) == 1 and mine == set(spans[0]):
+        return "isolate"  # exactly one node's CPUs: threads stay where execution starts
+    return "numactl"  # a subset: keep the affinity systemd gives, never widen it
 
 
 # -- capacity ----------------------------------------------------------------------------
@@ -479,8 +502,7 @@ def _water_fill(total: float, speed: Mapping[int, float], cap: Mapping[int, floa
 def _preference(h: _Host, n: int) -> tuple:
     """Order of preference for the hot layerless tensors and the KV cache: fastest, has CPUs,
     nearest to the CPUs (distances break ties), lowest id (node 0 keeps the map seed-only)."""
-    cpu_nodes = h.cpu_nodes
-    return (-h.speed.get(n, 0.0), n not in cpu_nodes, sum(h.dist(n, c) for c in cpu_nodes), n)
+    return (-h.speed.get(n, 0.0), n not in h.cpu_nodes, h.cpu_distance[n], n)
 
 
 def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any) -> dict[str, Any]:
@@ -716,9 +738,10 @@ def plan(
     result = run(strategy)
 
     roles = []
+    inst_cpus = [set(inst.cpus) for inst in result["instances"] if inst.cpus]
     for n in h.nodes:
         holds = result["node_bytes"].get(n.id, 0) > 0
-        threads = any(inst.cpus and set(inst.cpus) & set(n.cpus or ()) for inst in result["instances"])
+        threads = bool(n.cpus) and any(not mine.isdisjoint(n.cpus) for mine in inst_cpus)
         role = "weights+threads" if holds and threads else "weights" if holds else "threads" if threads else "unused"
         roles.append(NodeBudget(
             id=n.id, has_cpus=None if n.cpus is None else bool(n.cpus), free=h.free.get(n.id, 0 if n.size_mb == 0 else None),
