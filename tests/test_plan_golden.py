@@ -30,11 +30,12 @@ GiB = 1 << 30
 STRATEGY_DRAW = ("shard",) * 4 + ("auto",) * 2 + ("interleave", "weighted-interleave", "replicate", "replicate")
 
 
-def _layout(name: str, n_layers: int, layer_gib: float, layerless: tuple[str, ...], *, uneven: bool) -> ModelLayout:
-    """A llama-like tensor table; `uneven` makes every fifth layer twice as large."""
+def _layout(name: str, n_layers: int, layer_gib: float, layerless: tuple[str, ...], *, uneven: bool, gap: int = 0) -> ModelLayout:
+    """A llama-like tensor table; `uneven` makes every fifth layer twice as large; `gap`
+    leaves that many layer ids out in the middle (a pruned model)."""
     stems = ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down")
     tensors = []
-    for i in range(n_layers):
+    for i in (*range(n_layers // 2), *range(n_layers // 2 + gap, n_layers + gap)):
         scale = 2 if uneven and i % 5 == 4 else 1
         for j, stem in enumerate(stems):
             tname = f"blk.{i}.{stem}.weight"
@@ -52,6 +53,7 @@ LAYOUTS = (
     _layout("mid.gguf", 48, 0.8, ("token_embd", "output_norm"), uneven=True),  # tied embeddings: no output
     _layout("large.gguf", 40, 1.2, ("output", "rope_freqs"), uneven=False),  # no embedding
     _layout("huge.gguf", 32, 4.0, ("token_embd", "output"), uneven=True),
+    _layout("pruned.gguf", 30, 1.0, ("token_embd", "output_norm", "output"), uneven=True, gap=3),
 )
 
 
