@@ -340,7 +340,7 @@ def _host(topo: Topology, policy: Policy, bench: Bench | None) -> _Host:
             raise PlanError(f"coffers.nodes: node(s) {missing} are not on this host (nodes: {ids})")
         nodes = [n for n in nodes if n.id in policy.nodes]
     reserve = set(policy.reserve_cpus)
-    host_cpus = {c for n in topo.nodes for c in n.cpus or ()}
+    host_cpus = topo.all_cpus if reserve else frozenset()  # only a reservation asks
     if reserve - host_cpus and host_cpus:
         warnings.append(f"reserve_cpus {format_cpulist(reserve - host_cpus)} are not on this host")
     restricted = len(nodes) != len(topo.nodes) or bool(reserve & host_cpus)
@@ -552,20 +552,24 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any
         spill -= take
     layer_room = {n: room[n] - used[n] for n in candidates}
 
-    layer_nodes = _contiguous(lay, [n for n in candidates if target.get(n, 0) > 0], target, layer_room)
-    if layer_nodes is None:
-        layer_nodes = _scattered(lay.layer_bytes, candidates, target, layer_room)
-        if layer_nodes is None:
+    node_bytes = dict(used)
+    runs = _contiguous(lay, [n for n in candidates if target.get(n, 0) > 0], target, layer_room)
+    if runs is not None:
+        layer_nodes = _assignment(lay, runs)
+        for start, end, n in runs:
+            node_bytes[n] += lay.layer_prefix[end] - lay.layer_prefix[start]
+    else:
+        scattered = _scattered(lay.layer_bytes, candidates, target, layer_room)
+        if scattered is None:
             raise _no_fit(h, f"model {lay.source} does not fit in whole layers", need_total, kv)
         h.reasons.append("layers could not stay in contiguous runs within capacity; the map lists them one by one")
-
-    node_bytes = dict(used)
-    for layer, n in layer_nodes.items():
-        node_bytes[n] += lay.layer_bytes[layer]
+        layer_nodes = scattered
+        for layer, n in layer_nodes.items():
+            node_bytes[n] += lay.layer_bytes[layer]
     used_last = [n for n in h.last_resort if node_bytes[n]]
     if used_last:
         h.warnings.append(f"CPU-less memory node(s) {used_last} hold weights without bandwidth measurements: run bench to plan by speed")
-    smap = shardmap.format_map(shardmap.from_assignment(layer_nodes, embed_node, other_node))
+    smap = _shard_map(lay, runs, layer_nodes, embed_node, other_node)
     cpus = h.all_cpus
     inst = _instance(
         h, policy, name=policy.service_name, port=policy.service_port, cpus=cpus,
@@ -577,19 +581,22 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any
                 node_bytes={n: b for n, b in node_bytes.items() if b}, kv=kv, instances=(inst,), weights=None)
 
 
-def _contiguous(lay: ModelLayout, seq: list[int], target: Mapping[int, float], room: Mapping[int, float]) -> dict[int, int] | None:
+Run = tuple[int, int, int]  # (start, end, node): layers[start:end] of the layout on node
+
+
+def _contiguous(lay: ModelLayout, seq: list[int], target: Mapping[int, float], room: Mapping[int, float]) -> list[Run] | None:
     """Layers in order, in runs: each goes to the node whose share its midpoint falls in,
     moving on when a node is full. None when the runs cannot be packed. A run ends at the
     first layer whose midpoint passes the node's share or that overflows its room; both
     only grow along the layers, so each run's end is a binary search."""
-    layers, prefix, mids = tuple(lay.layer_bytes), lay.layer_prefix, lay.layer_midpoints
+    layers, prefix, mids = lay.layers, lay.layer_prefix, lay.layer_midpoints
     if not seq:
-        return {} if not layers else None
+        return [] if not layers else None
     bounds, acc = [], 0.0
     for n in seq:
         acc += target[n]
         bounds.append(acc)
-    out: dict[int, int] = {}
+    runs: list[Run] = []
     start, last = 0, len(seq) - 1
     for k, node in enumerate(seq):
         if start == len(layers):
@@ -597,9 +604,27 @@ def _contiguous(lay: ModelLayout, seq: list[int], target: Mapping[int, float], r
         by_share = len(layers) if k == last else bisect_right(mids, bounds[k], start)
         by_room = max(bisect_right(prefix, prefix[start] + room[node], start) - 1, start)
         end = min(by_share, by_room)
-        out.update(dict.fromkeys(layers[start:end], node))
+        if end > start:
+            runs.append((start, end, node))
         start = end
-    return out if start == len(layers) else None
+    return runs if start == len(layers) else None
+
+
+def _assignment(lay: ModelLayout, runs: list[Run]) -> dict[int, int]:
+    """layer -> node, in layer order."""
+    out: dict[int, int] = {}
+    for start, end, node in runs:
+        out.update(dict.fromkeys(lay.layers[start:end], node))
+    return out
+
+
+def _shard_map(lay: ModelLayout, runs: list[Run] | None, layer_nodes: Mapping[int, int], embed: int | None, other: int | None) -> str:
+    """The map text; straight from the runs when the layer ids have no gap (each run is then
+    one range, and neighbouring runs are on different nodes), else layer by layer."""
+    ids = lay.layers
+    if runs is None or (ids and ids[-1] - ids[0] != len(ids) - 1):
+        return shardmap.format_map(shardmap.from_assignment(layer_nodes, embed, other))
+    return shardmap.format_map(shardmap.from_ranges([(ids[s], ids[e - 1], n) for s, e, n in runs], embed, other))
 
 
 def _scattered(layer_bytes: Mapping[int, int], nodes: list[int], target: Mapping[int, float], room: Mapping[int, float]) -> dict[int, int] | None:
@@ -643,7 +668,8 @@ def _replicate(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores:
             cpus[near] += list(x.cpus)
     instances = []
     for i, n in enumerate(fits):
-        smap = shardmap.format_map(shardmap.from_assignment(dict.fromkeys(lay.layers, n), n if _has_embed(lay) else None, n if _has_other(lay) else None))
+        smap = _shard_map(lay, [(0, len(lay.layers), n)] if lay.layers else [], dict.fromkeys(lay.layers, n),
+                          n if _has_embed(lay) else None, n if _has_other(lay) else None)
         instances.append(_instance(
             h, policy, name=f"{policy.service_name}-node{n}", port=policy.service_port + 1 + i, cpus=tuple(sorted(cpus[n])),
             memory_nodes=[n], numa_policy="bind", numa_mask=[n], shard_map=smap, kv_bytes=kv_total, cores=cores,
