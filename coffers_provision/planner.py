@@ -10,7 +10,7 @@ import math
 from bisect import bisect_right
 from itertools import chain
 from dataclasses import dataclass, field, replace
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -292,24 +292,20 @@ class _Host:
     def memory_nodes(self) -> list[int]:
         return list(self.free)
 
-    @cached_property
-    def all_cpus(self) -> tuple[int, ...] | None:
-        if any(n.cpus is None for n in self.nodes):
-            return None
-        return tuple(sorted(chain.from_iterable(n.cpus or () for n in self.nodes)))
+    # derived once here (every strategy reads them):
+    all_cpus: tuple[int, ...] | None = field(init=False)  # None: some node does not list CPUs
+    cpu_nodes: list[int] = field(init=False)
+    cpu_distance: Mapping[int, int] = field(init=False)  # memory node -> sum of distances to cpu_nodes
 
-    @cached_property
-    def cpu_nodes(self) -> list[int]:
-        return [x.id for x in self.nodes if x.cpus]
+    def __post_init__(self) -> None:
+        known = all(n.cpus is not None for n in self.nodes)
+        self.all_cpus = tuple(sorted(chain.from_iterable(n.cpus or () for n in self.nodes))) if known else None
+        self.cpu_nodes = [x.id for x in self.nodes if x.cpus]
+        t = self.topo  # the distance sums are a shape fact: memoised
+        self.cpu_distance = _cpu_distance(tuple(n.id for n in t.nodes), t.distances, tuple(self.free), tuple(self.cpu_nodes))
 
     def dist(self, a: int, b: int) -> int:
         return _dist(self.topo, a, b)
-
-    @cached_property
-    def cpu_distance(self) -> Mapping[int, int]:
-        """memory node -> the sum of its distances to the CPU nodes (a shape fact: memoised)."""
-        t = self.topo
-        return _cpu_distance(tuple(n.id for n in t.nodes), t.distances, tuple(self.free), tuple(self.cpu_nodes))
 
 
 def _dist(topo: Topology, a: int, b: int) -> int:
@@ -854,13 +850,14 @@ def _choose(h: _Host, policy: Policy, bench: Bench | None, run: Any) -> str:
     return "shard"
 
 
-def cores_from_facts(value: Any) -> Mapping[int, int] | None:
+def cores_from_facts(value: Any) -> dict[int, int] | None:
     """cpu -> its physical core (the lowest CPU of its group) from SMT sibling facts: a
     mapping cpu -> list or cpulist, or a list of groups (sysfs thread_siblings_list).
-    Read-only: hosts of one hardware type share one map."""
+    Built once per distinct facts (a fleet has a few hardware types), copied per call: a
+    dict's copy costs less than parsing, and its lookups less than a read-only view's."""
     if value is None:
         return None
-    return _cores_of(_sibling_key(value))
+    return _cores_of(_sibling_key(value)).copy()  # the underlying dict's copy: C speed
 
 
 def _sibling_key(value: Any) -> tuple:
@@ -874,14 +871,14 @@ def _sibling_key(value: Any) -> tuple:
 
 
 @lru_cache(maxsize=256)
-def _cores_of(key: tuple) -> Mapping[int, int]:
+def _cores_of(key: tuple) -> MappingProxyType[int, int]:
     out: dict[int, int] = {}
     groups = (g for _, g in key[1]) if key[0] == "map" else key[1]
     for g in groups:
         ids = parse_cpulist(g) if isinstance(g, str) else list(map(int, g))
         if ids:
             out.update(dict.fromkeys(ids, min(ids)))
-    return MappingProxyType(out)
+    return MappingProxyType(out)  # shared between calls: never to be changed
 
 
 def plan_for_host(facts: Mapping[str, Any], layout: ModelLayout, bench: Bench | None, policy: Policy) -> Plan:

@@ -79,8 +79,8 @@ class Topology:
     def plain_ints(self) -> bool:
         """Every id, CPU and distance is an int. Only then may what is derived from them be
         shared through a memo: 1, 1.0 and True are equal as keys but print differently."""
-        numbers = chain((n.id for n in self.nodes), *(n.cpus or () for n in self.nodes), *(self.distances or ()))
-        return set(map(type, numbers)) <= {int}
+        groups = (tuple(n.id for n in self.nodes), *(n.cpus or () for n in self.nodes), *(self.distances or ()))
+        return all(map(_ints, groups))
 
     # -- derived facts ---------------------------------------------------
     @property
@@ -151,6 +151,14 @@ class Topology:
         restart a fleet."""
         nodes = tuple((n.id, n.cpus or (), None if n.size_mb is None else round(n.size_mb / 1024)) for n in self.nodes)
         return (_fingerprint if self.plain_ints else _fingerprint.__wrapped__)(nodes, self.distances)
+
+
+def _ints(values: tuple) -> bool:
+    """Every value is an int, not a bool: a float, Decimal or numpy number makes the sum
+    another type (checked at C speed); only 0 and 1 can hide a bool."""
+    if type(sum(values)) is not int:
+        return False
+    return min(values, default=2) > 1 or bool not in set(map(type, values))
 
 
 @lru_cache(maxsize=256)

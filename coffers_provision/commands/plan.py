@@ -85,7 +85,7 @@ def policy_vars(args: argparse.Namespace) -> dict[str, Any]:
     return v
 
 
-def read_siblings(path: str) -> Mapping[int, int]:
+def read_siblings(path: str) -> dict[int, int]:
     lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
     try:
         return cores_from_facts(lines) or {}
