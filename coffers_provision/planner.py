@@ -350,8 +350,7 @@ def _host(topo: Topology, policy: Policy, bench: Bench | None) -> _Host:
         if n.size_mb is None and n.free_mb is None:
             free[n.id] = None  # flat host: unknown
         elif n.size_mb:
-            avail = min(x for x in (n.size_mb, n.free_mb) if x is not None) * MiB
-            free[n.id] = avail
+            free[n.id] = (n.size_mb if n.free_mb is None else min(n.size_mb, n.free_mb)) * MiB
         else:
             continue  # memoryless: threads only
         headroom[n.id] = math.ceil((free[n.id] or 0) * policy.headroom_percent / 100)
@@ -863,11 +862,11 @@ def cores_from_facts(value: Any) -> dict[int, int] | None:
 def _sibling_key(value: Any) -> tuple:
     """An exact, hashable copy of the sibling facts (a fleet repeats a few of them): a
     group stays a string or becomes a tuple, so "036" and ["0", "3", "6"] never meet."""
+    if isinstance(value, list) and str not in set(map(type, value)):
+        return ("list", tuple(map(tuple, value)))  # the usual JSON facts: lists of ints, at C speed
     if isinstance(value, Mapping):
         return ("map", tuple((k, g if isinstance(g, str) else tuple(g)) for k, g in value.items()))
-    if str in set(map(type, value)):
-        return ("list", tuple(g if isinstance(g, str) else tuple(g) for g in value))
-    return ("list", tuple(map(tuple, value)))  # the usual JSON facts: lists of ints, at C speed
+    return ("list", tuple(g if isinstance(g, str) else tuple(g) for g in value))
 
 
 @lru_cache(maxsize=256)
