@@ -391,6 +391,12 @@ def _host(topo: Topology, policy: Policy, bench: Bench | None) -> _Host:
 # -- threads ---------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=256)
+def _cpu_set(cpus: tuple[int, ...]) -> frozenset[int]:
+    """An instance's CPUs as a set, once per list (only tested for overlap: 1 and 1.0 may share)."""
+    return frozenset(cpus)
+
+
 def _cores(cpus: Sequence[int], cores: Mapping[int, int] | None) -> int:
     """Physical cores among `cpus`; a CPU the facts do not list is its own core."""
     if cores is None:
@@ -536,7 +542,7 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any
     embed_node = place(embed_bytes, [other_node] + candidates if other_node is not None else candidates)
 
     # Hot bytes (layers + output) split by speed among the primary nodes; overflow to last resort.
-    layer_total = sum(lay.layer_bytes.values())
+    layer_total = lay.layer_prefix[-1]
     hot_cap = {n: room[n] - (embed_bytes if n == embed_node else 0) for n in order}
     hot = _water_fill(layer_total + other_bytes, h.speed, {n: max(c, 0) for n, c in hot_cap.items()})
     target = {n: max(hot[n] - (other_bytes if n == other_node else 0), 0.0) for n in order}
@@ -759,7 +765,7 @@ def plan(
     result = run(strategy)
 
     roles = []
-    inst_cpus = [set(inst.cpus) for inst in result["instances"] if inst.cpus]
+    inst_cpus = [_cpu_set(inst.cpus) for inst in result["instances"] if inst.cpus]
     for n in h.nodes:
         holds = result["node_bytes"].get(n.id, 0) > 0
         threads = bool(n.cpus) and any(not mine.isdisjoint(n.cpus) for mine in inst_cpus)
