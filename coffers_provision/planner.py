@@ -10,7 +10,7 @@ import math
 from bisect import bisect_right
 from itertools import chain
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -298,14 +298,21 @@ class _Host:
     cpu_distance: Mapping[int, int] = field(init=False)  # memory node -> sum of distances to cpu_nodes
 
     def __post_init__(self) -> None:
-        known = all(n.cpus is not None for n in self.nodes)
-        self.all_cpus = tuple(sorted(chain.from_iterable(n.cpus or () for n in self.nodes))) if known else None
+        node_cpus = tuple(n.cpus for n in self.nodes)
+        known = None not in node_cpus
+        self.all_cpus = (_sorted_cpus if self.topo.plain_ints else _sorted_cpus.__wrapped__)(node_cpus) if known else None
         self.cpu_nodes = [x.id for x in self.nodes if x.cpus]
         t = self.topo  # the distance sums are a shape fact: memoised
         self.cpu_distance = _cpu_distance(tuple(n.id for n in t.nodes), t.distances, tuple(self.free), tuple(self.cpu_nodes))
 
     def dist(self, a: int, b: int) -> int:
         return _dist(self.topo, a, b)
+
+
+@lru_cache(maxsize=256)
+def _sorted_cpus(node_cpus: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+    """Every CPU of these nodes, sorted: once per shape (plain ints only, as they are printed)."""
+    return tuple(sorted(chain.from_iterable(node_cpus)))
 
 
 def _dist(topo: Topology, a: int, b: int) -> int:
@@ -514,7 +521,7 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any
         else:
             other_bytes += t.n_bytes
     need_total = lay.total_bytes
-    order = sorted(h.speed, key=lambda n: _preference(h, n))
+    order = sorted(h.speed, key=partial(_preference, h))
     # The home node holds the KV cache and, if it can, the output tensors beside it.
     home = next((n for n in order if h.limit(n) >= kv_total + other_bytes), None)
     home = home if home is not None else next((n for n in order + h.last_resort if h.limit(n) >= kv_total), None)

@@ -197,7 +197,7 @@ def parse_cpulist(text: str) -> list[int]:
 
 def cpulist_of(ids: tuple[int, ...]) -> str:
     """format_cpulist, once per list of plain ints: hosts of one hardware type share their lists."""
-    return _cpulist(ids) if set(map(type, ids)) <= {int} else format_cpulist(ids)
+    return _cpulist(ids) if _ints(ids) else format_cpulist(ids)
 
 
 @lru_cache(maxsize=256)
