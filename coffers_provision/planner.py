@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from itertools import chain
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
+from itertools import chain
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import shardmap
 from .errors import CoffersError
