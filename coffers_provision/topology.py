@@ -154,11 +154,17 @@ class Topology:
 
 
 def _ints(values: tuple) -> bool:
-    """Every value is an int, not a bool: a float, Decimal or numpy number makes the sum
-    another type (checked at C speed); only 0 and 1 can hide a bool."""
+    """Every value is an int, not a bool, checked at C speed: a float, Decimal or numpy
+    number makes the sum another type; a bool equals 0 or 1, so only those are looked at."""
     if type(sum(values)) is not int:
         return False
-    return min(values, default=2) > 1 or bool not in set(map(type, values))
+    for v in (0, 1):
+        found = values.count(v)
+        if found > 1:
+            return bool not in set(map(type, values))
+        if found and type(values[values.index(v)]) is not int:
+            return False
+    return True
 
 
 @lru_cache(maxsize=256)
