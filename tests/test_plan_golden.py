@@ -19,8 +19,8 @@ from typing import Any
 from coffers_provision.errors import CoffersError
 from coffers_provision.facts.numa import parse_numactl
 from coffers_provision.model import ModelLayout, Tensor, classify
-from coffers_provision.planner import Bench, Policy, plan_for_host
-from coffers_provision.topology import format_cpulist
+from coffers_provision.planner import Bench, Policy, plan, plan_for_host
+from coffers_provision.topology import Node, Topology, format_cpulist
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "fixtures" / "plan-golden.json"
@@ -147,6 +147,25 @@ def test_cases_cover_fits_errors_and_every_strategy():
             errors += 1
     assert strategies >= {"shard", "interleave", "weighted-interleave", "replicate"}
     assert fits > 100 and errors > 100
+
+
+def test_memos_keep_equal_numbers_of_other_types_apart():
+    """1, 1.0 and True are one key to a dict but print differently: what the planner shares
+    between hosts of one shape must not hand one's text to the other, whichever comes first."""
+    def variant(num: Any) -> Topology:
+        return Topology(True, (Node(0, (num(0), num(1)), 65536, 60000), Node(1, (2, 3), 65536, 60000)),
+                        ((10, num(20)), (num(20), 10)))
+
+    variants = {"int": variant(int), "float": variant(float), "bool": variant(lambda v: bool(v) if v < 2 else v)}
+
+    def outputs_in(order: list[str]) -> dict[str, str]:
+        return {k: json.dumps(plan(variants[k], LAYOUTS[0], None, Policy()).to_json(), sort_keys=True) for k in order}
+
+    forward, backward = outputs_in(["int", "float", "bool"]), outputs_in(["bool", "float", "int"])
+    assert forward == backward
+    assert len({json.loads(text)["topology_fingerprint"] for text in forward.values()}) == 3
+    for kind, affinity in (("int", "0-3"), ("float", "0.0-3"), ("bool", "False-3")):
+        assert f'"cpu_affinity": "{affinity}"' in forward[kind]
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
