@@ -79,8 +79,9 @@ class Topology:
     def plain_ints(self) -> bool:
         """Every id, CPU and distance is an int. Only then may what is derived from them be
         shared through a memo: 1, 1.0 and True are equal as keys but print differently."""
-        groups = (tuple(n.id for n in self.nodes), *(n.cpus or () for n in self.nodes), *(self.distances or ()))
-        return all(map(_ints, groups))
+        cpus = tuple(chain.from_iterable(n.cpus or () for n in self.nodes))
+        distances = tuple(chain.from_iterable(self.distances or ()))
+        return _ints(tuple(n.id for n in self.nodes)) and _ints(cpus) and _ints(distances)
 
     # -- derived facts ---------------------------------------------------
     @property
