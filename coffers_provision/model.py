@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 from .errors import CoffersError
-from .shardmap import layer_of
+from .shardmap import layer_of, tensor_type
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -151,6 +151,17 @@ class ModelLayout:
     def layerless(self) -> tuple[Tensor, ...]:
         """The tensors outside any block (embedding, output, norms): a handful per model."""
         return tuple(t for t in self.tensors if t.layer is None)
+
+    @cached_property
+    def map_groups(self) -> dict[str, tuple[int, int]]:
+        """The layerless tensors as the shard map groups them: "embed" (token_embd-type) and
+        "other" -> (how many, bytes)."""
+        out = {"embed": (0, 0), "other": (0, 0)}
+        for t in self.layerless:
+            group = "embed" if tensor_type(t.name) == "embed" else "other"
+            count, size = out[group]
+            out[group] = (count + 1, size + t.n_bytes)
+        return out
 
     @cached_property
     def _kv_per_token(self) -> dict[str, int]:

@@ -514,12 +514,7 @@ def _preference(h: _Host, n: int) -> tuple:
 
 
 def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any) -> dict[str, Any]:
-    embed_bytes = other_bytes = 0
-    for t in lay.layerless:
-        if shardmap.tensor_type(t.name) == "embed":
-            embed_bytes += t.n_bytes
-        else:
-            other_bytes += t.n_bytes
+    embed_bytes, other_bytes = lay.map_groups["embed"][1], lay.map_groups["other"][1]
     need_total = lay.total_bytes
     order = sorted(h.speed, key=partial(_preference, h))
     # The home node holds the KV cache and, if it can, the output tensors beside it.
@@ -689,11 +684,11 @@ def _replicate(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores:
 
 
 def _has_embed(lay: ModelLayout) -> bool:
-    return any(t.layer is None and shardmap.tensor_type(t.name) == "embed" for t in lay.tensors)
+    return lay.map_groups["embed"][0] > 0
 
 
 def _has_other(lay: ModelLayout) -> bool:
-    return any(t.layer is None and shardmap.tensor_type(t.name) != "embed" for t in lay.tensors)
+    return lay.map_groups["other"][0] > 0
 
 
 def _split(total: int, shares: Mapping[int, float]) -> dict[int, int]:
