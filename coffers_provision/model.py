@@ -15,12 +15,13 @@ import re
 import struct
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import accumulate
 from typing import Any, Callable, Mapping
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 from .errors import CoffersError
-from .shardmap import layer_of
+from .shardmap import layer_of, tensor_type
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -116,6 +117,20 @@ class ModelLayout:
         return out
 
     @cached_property
+    def layer_prefix(self) -> tuple[int, ...]:
+        """Bytes before each layer in layer order, then the total of all layers."""
+        return (0, *accumulate(self.layer_bytes.values()))
+
+    @cached_property
+    def layer_midpoints(self) -> tuple[float, ...]:
+        """Where each layer's middle falls in the layer bytes, as the planner's packer sums it."""
+        out, cum = [], 0.0
+        for b in self.layer_bytes.values():
+            out.append(cum + b / 2)
+            cum += b
+        return tuple(out)
+
+    @cached_property
     def bytes_by_layer_kind(self) -> dict[int | None, dict[str, int]]:
         """layer (None for layerless tensors) -> kind -> bytes; layers in order, layerless last."""
         out: dict[int | None, dict[str, int]] = {layer: {} for layer in self.layers}
@@ -136,6 +151,17 @@ class ModelLayout:
     def layerless(self) -> tuple[Tensor, ...]:
         """The tensors outside any block (embedding, output, norms): a handful per model."""
         return tuple(t for t in self.tensors if t.layer is None)
+
+    @cached_property
+    def map_groups(self) -> dict[str, tuple[int, int]]:
+        """The layerless tensors as the shard map groups them: "embed" (token_embd-type) and
+        "other" -> (how many, bytes)."""
+        out = {"embed": (0, 0), "other": (0, 0)}
+        for t in self.layerless:
+            group = "embed" if tensor_type(t.name) == "embed" else "other"
+            count, size = out[group]
+            out[group] = (count + 1, size + t.n_bytes)
+        return out
 
     @cached_property
     def _kv_per_token(self) -> dict[str, int]:

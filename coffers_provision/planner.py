@@ -7,14 +7,17 @@ estimate; the comments here say why a step is done the way it is.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field, replace
-from functools import cached_property
-from typing import Any, Iterable, Mapping, Sequence
+from functools import lru_cache, partial
+from itertools import chain
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
 from . import shardmap
 from .errors import CoffersError
 from .model import ModelLayout
-from .topology import Node, Topology, format_cpulist, parse_cpulist
+from .topology import Node, Topology, cpulist_of, format_cpulist, parse_cpulist
 from .units import human_bytes
 
 MiB = 1 << 20
@@ -134,7 +137,7 @@ class Instance:
 
     @property
     def cpu_affinity(self) -> str | None:
-        return format_cpulist(self.cpus) if self.cpus else None
+        return cpulist_of(self.cpus) if self.cpus else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -289,19 +292,40 @@ class _Host:
     def memory_nodes(self) -> list[int]:
         return list(self.free)
 
-    @cached_property
-    def all_cpus(self) -> tuple[int, ...] | None:
-        if any(n.cpus is None for n in self.nodes):
-            return None
-        return tuple(sorted(c for n in self.nodes for c in n.cpus or ()))
+    # derived once here (every strategy reads them):
+    all_cpus: tuple[int, ...] | None = field(init=False)  # None: some node does not list CPUs
+    cpu_nodes: list[int] = field(init=False)
+    cpu_distance: Mapping[int, int] = field(init=False)  # memory node -> sum of distances to cpu_nodes
 
-    @cached_property
-    def cpu_nodes(self) -> list[int]:
-        return [x.id for x in self.nodes if x.cpus]
+    def __post_init__(self) -> None:
+        node_cpus = tuple(n.cpus for n in self.nodes)
+        known = None not in node_cpus
+        self.all_cpus = (_sorted_cpus if self.topo.plain_ints else _sorted_cpus.__wrapped__)(node_cpus) if known else None
+        self.cpu_nodes = [x.id for x in self.nodes if x.cpus]
+        t = self.topo  # the distance sums are a shape fact: memoised
+        self.cpu_distance = _cpu_distance(tuple(n.id for n in t.nodes), t.distances, tuple(self.free), tuple(self.cpu_nodes))
 
     def dist(self, a: int, b: int) -> int:
-        d = self.topo.distance(a, b) if self.topo.distances is not None else None
-        return d if d is not None else (10 if a == b else 20)
+        return _dist(self.topo, a, b)
+
+
+@lru_cache(maxsize=256)
+def _sorted_cpus(node_cpus: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+    """Every CPU of these nodes, sorted: once per shape (plain ints only, as they are printed)."""
+    return tuple(sorted(chain.from_iterable(node_cpus)))
+
+
+def _dist(topo: Topology, a: int, b: int) -> int:
+    d = topo.distance(a, b) if topo.distances is not None else None
+    return d if d is not None else (10 if a == b else 20)
+
+
+@lru_cache(maxsize=256)
+def _cpu_distance(ids: tuple[int, ...], distances: tuple[tuple[int, ...], ...] | None,
+                  memory: tuple[int, ...], cpu_nodes: tuple[int, ...]) -> Mapping[int, int]:
+    # Only compared, never printed: 20 and 20.0 may share an entry.
+    topo = Topology(True, tuple(Node(i, None, None, None) for i in ids), distances)
+    return MappingProxyType({n: sum(_dist(topo, n, c) for c in cpu_nodes) for n in memory})
 
 
 def _host(topo: Topology, policy: Policy, bench: Bench | None) -> _Host:
@@ -319,7 +343,7 @@ def _host(topo: Topology, policy: Policy, bench: Bench | None) -> _Host:
             raise PlanError(f"coffers.nodes: node(s) {missing} are not on this host (nodes: {ids})")
         nodes = [n for n in nodes if n.id in policy.nodes]
     reserve = set(policy.reserve_cpus)
-    host_cpus = {c for n in topo.nodes for c in n.cpus or ()}
+    host_cpus = topo.all_cpus if reserve else frozenset()  # only a reservation asks
     if reserve - host_cpus and host_cpus:
         warnings.append(f"reserve_cpus {format_cpulist(reserve - host_cpus)} are not on this host")
     restricted = len(nodes) != len(topo.nodes) or bool(reserve & host_cpus)
@@ -333,8 +357,7 @@ def _host(topo: Topology, policy: Policy, bench: Bench | None) -> _Host:
         if n.size_mb is None and n.free_mb is None:
             free[n.id] = None  # flat host: unknown
         elif n.size_mb:
-            avail = min(x for x in (n.size_mb, n.free_mb) if x is not None) * MiB
-            free[n.id] = avail
+            free[n.id] = (n.size_mb if n.free_mb is None else min(n.size_mb, n.free_mb)) * MiB
         else:
             continue  # memoryless: threads only
         headroom[n.id] = math.ceil((free[n.id] or 0) * policy.headroom_percent / 100)
@@ -375,6 +398,12 @@ def _host(topo: Topology, policy: Policy, bench: Bench | None) -> _Host:
 # -- threads ---------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=256)
+def _cpu_set(cpus: tuple[int, ...]) -> frozenset[int]:
+    """An instance's CPUs as a set, once per list (only tested for overlap: 1 and 1.0 may share)."""
+    return frozenset(cpus)
+
+
 def _cores(cpus: Sequence[int], cores: Mapping[int, int] | None) -> int:
     """Physical cores among `cpus`; a CPU the facts do not list is its own core."""
     if cores is None:
@@ -399,18 +428,7 @@ def _instance(
     numa_on = h.topo.numa_available and len(h.topo.nodes) > 1
     if cpus is not None and not cpus:
         raise PlanError(f"instance {name}: no CPUs left (reserve_cpus {format_cpulist(policy.reserve_cpus)} takes them all)")
-    numa: str | None = None
-    if numa_on:
-        mine = set(cpus or ())
-        spans = [n for n in h.topo.nodes if n.cpus and not mine.isdisjoint(n.cpus)]
-        if cpus is None:
-            numa = None if h.restricted else "distribute"
-        elif not h.restricted and len(spans) > 1 and mine == h.topo.all_cpus:
-            numa = "distribute"  # every CPU of the host: ggml spreads threads over the nodes itself
-        elif len(spans) == 1 and mine == set(spans[0].cpus or ()):
-            numa = "isolate"  # exactly one node's CPUs: threads stay where execution starts
-        else:
-            numa = "numactl"  # a subset: keep the affinity systemd gives, never widen it
+    numa = _numa_mode(cpus, tuple(n.cpus for n in h.topo.nodes), h.restricted) if numa_on else None
     return Instance(
         name=name,
         host=policy.service_host,
@@ -428,6 +446,21 @@ def _instance(
         parallel=policy.parallel,
         kv_cache_type=policy.kv_cache_type,
     )
+
+
+@lru_cache(maxsize=256)
+def _numa_mode(cpus: tuple[int, ...] | None, node_cpus: tuple[tuple[int, ...] | None, ...], restricted: bool) -> str | None:
+    """llama-server --numa for an instance on `cpus` of a NUMA host whose nodes list
+    `node_cpus`. A shape fact, memoised; set logic only, so 1 and 1.0 may share an entry."""
+    if cpus is None:
+        return None if restricted else "distribute"
+    mine = set(cpus)
+    spans = [c for c in node_cpus if c and not mine.isdisjoint(c)]
+    if not restricted and len(spans) > 1 and mine == set(chain.from_iterable(c or () for c in node_cpus)):
+        return "distribute"  # every CPU of the host: ggml spreads threads over the nodes itself
+    if len(spans) == 1 and mine == set(spans[0]):
+        return "isolate"  # exactly one node's CPUs: threads stay where execution starts
+    return "numactl"  # a subset: keep the affinity systemd gives, never widen it
 
 
 # -- capacity ----------------------------------------------------------------------------
@@ -477,19 +510,13 @@ def _water_fill(total: float, speed: Mapping[int, float], cap: Mapping[int, floa
 def _preference(h: _Host, n: int) -> tuple:
     """Order of preference for the hot layerless tensors and the KV cache: fastest, has CPUs,
     nearest to the CPUs (distances break ties), lowest id (node 0 keeps the map seed-only)."""
-    cpu_nodes = h.cpu_nodes
-    return (-h.speed.get(n, 0.0), n not in cpu_nodes, sum(h.dist(n, c) for c in cpu_nodes), n)
+    return (-h.speed.get(n, 0.0), n not in h.cpu_nodes, h.cpu_distance[n], n)
 
 
 def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any) -> dict[str, Any]:
-    embed_bytes = other_bytes = 0
-    for t in lay.layerless:
-        if shardmap.tensor_type(t.name) == "embed":
-            embed_bytes += t.n_bytes
-        else:
-            other_bytes += t.n_bytes
+    embed_bytes, other_bytes = lay.map_groups["embed"][1], lay.map_groups["other"][1]
     need_total = lay.total_bytes
-    order = sorted(h.speed, key=lambda n: _preference(h, n))
+    order = sorted(h.speed, key=partial(_preference, h))
     # The home node holds the KV cache and, if it can, the output tensors beside it.
     home = next((n for n in order if h.limit(n) >= kv_total + other_bytes), None)
     home = home if home is not None else next((n for n in order + h.last_resort if h.limit(n) >= kv_total), None)
@@ -517,7 +544,7 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any
     embed_node = place(embed_bytes, [other_node] + candidates if other_node is not None else candidates)
 
     # Hot bytes (layers + output) split by speed among the primary nodes; overflow to last resort.
-    layer_total = sum(lay.layer_bytes.values())
+    layer_total = lay.layer_prefix[-1]
     hot_cap = {n: room[n] - (embed_bytes if n == embed_node else 0) for n in order}
     hot = _water_fill(layer_total + other_bytes, h.speed, {n: max(c, 0) for n, c in hot_cap.items()})
     target = {n: max(hot[n] - (other_bytes if n == other_node else 0), 0.0) for n in order}
@@ -528,20 +555,24 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any
         spill -= take
     layer_room = {n: room[n] - used[n] for n in candidates}
 
-    layer_nodes = _contiguous(lay.layer_bytes, [n for n in candidates if target.get(n, 0) > 0], target, layer_room)
-    if layer_nodes is None:
-        layer_nodes = _scattered(lay.layer_bytes, candidates, target, layer_room)
-        if layer_nodes is None:
+    node_bytes = dict(used)
+    runs = _contiguous(lay, [n for n in candidates if target.get(n, 0) > 0], target, layer_room)
+    if runs is not None:
+        layer_nodes = _assignment(lay, runs)
+        for start, end, n in runs:
+            node_bytes[n] += lay.layer_prefix[end] - lay.layer_prefix[start]
+    else:
+        scattered = _scattered(lay.layer_bytes, candidates, target, layer_room)
+        if scattered is None:
             raise _no_fit(h, f"model {lay.source} does not fit in whole layers", need_total, kv)
         h.reasons.append("layers could not stay in contiguous runs within capacity; the map lists them one by one")
-
-    node_bytes = dict(used)
-    for layer, n in layer_nodes.items():
-        node_bytes[n] += lay.layer_bytes[layer]
+        layer_nodes = scattered
+        for layer, n in layer_nodes.items():
+            node_bytes[n] += lay.layer_bytes[layer]
     used_last = [n for n in h.last_resort if node_bytes[n]]
     if used_last:
         h.warnings.append(f"CPU-less memory node(s) {used_last} hold weights without bandwidth measurements: run bench to plan by speed")
-    smap = shardmap.format_map(shardmap.from_assignment(layer_nodes, embed_node, other_node))
+    smap = _shard_map(lay, runs, layer_nodes, embed_node, other_node)
     cpus = h.all_cpus
     inst = _instance(
         h, policy, name=policy.service_name, port=policy.service_port, cpus=cpus,
@@ -553,30 +584,50 @@ def _shard(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores: Any
                 node_bytes={n: b for n, b in node_bytes.items() if b}, kv=kv, instances=(inst,), weights=None)
 
 
-def _contiguous(layer_bytes: Mapping[int, int], seq: list[int], target: Mapping[int, float], room: Mapping[int, float]) -> dict[int, int] | None:
+Run = tuple[int, int, int]  # (start, end, node): layers[start:end] of the layout on node
+
+
+def _contiguous(lay: ModelLayout, seq: list[int], target: Mapping[int, float], room: Mapping[int, float]) -> list[Run] | None:
     """Layers in order, in runs: each goes to the node whose share its midpoint falls in,
-    moving on when a node is full. None when the runs cannot be packed."""
+    moving on when a node is full. None when the runs cannot be packed. A run ends at the
+    first layer whose midpoint passes the node's share or that overflows its room; both
+    only grow along the layers, so each run's end is a binary search."""
+    layers, prefix, mids = lay.layers, lay.layer_prefix, lay.layer_midpoints
     if not seq:
-        return {} if not layer_bytes else None
+        return [] if not layers else None
     bounds, acc = [], 0.0
     for n in seq:
         acc += target[n]
         bounds.append(acc)
-    used = dict.fromkeys(seq, 0)
+    runs: list[Run] = []
+    start, last = 0, len(seq) - 1
+    for k, node in enumerate(seq):
+        if start == len(layers):
+            break
+        by_share = len(layers) if k == last else bisect_right(mids, bounds[k], start)
+        by_room = max(bisect_right(prefix, prefix[start] + room[node], start) - 1, start)
+        end = min(by_share, by_room)
+        if end > start:
+            runs.append((start, end, node))
+        start = end
+    return runs if start == len(layers) else None
+
+
+def _assignment(lay: ModelLayout, runs: list[Run]) -> dict[int, int]:
+    """layer -> node, in layer order."""
     out: dict[int, int] = {}
-    cum, k = 0.0, 0
-    for layer, b in layer_bytes.items():
-        mid = cum + b / 2
-        while k < len(seq) - 1 and mid > bounds[k]:
-            k += 1
-        while k < len(seq) and used[seq[k]] + b > room[seq[k]]:
-            k += 1
-        if k == len(seq):
-            return None
-        out[layer] = seq[k]
-        used[seq[k]] += b
-        cum += b
+    for start, end, node in runs:
+        out.update(dict.fromkeys(lay.layers[start:end], node))
     return out
+
+
+def _shard_map(lay: ModelLayout, runs: list[Run] | None, layer_nodes: Mapping[int, int], embed: int | None, other: int | None) -> str:
+    """The map text; straight from the runs when the layer ids have no gap (each run is then
+    one range, and neighbouring runs are on different nodes), else layer by layer."""
+    ids = lay.layers
+    if runs is None or (ids and ids[-1] - ids[0] != len(ids) - 1):
+        return shardmap.format_map(shardmap.from_assignment(layer_nodes, embed, other))
+    return shardmap.format_map(shardmap.from_ranges([(ids[s], ids[e - 1], n) for s, e, n in runs], embed, other))
 
 
 def _scattered(layer_bytes: Mapping[int, int], nodes: list[int], target: Mapping[int, float], room: Mapping[int, float]) -> dict[int, int] | None:
@@ -620,7 +671,8 @@ def _replicate(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores:
             cpus[near] += list(x.cpus)
     instances = []
     for i, n in enumerate(fits):
-        smap = shardmap.format_map(shardmap.from_assignment(dict.fromkeys(lay.layers, n), n if _has_embed(lay) else None, n if _has_other(lay) else None))
+        smap = _shard_map(lay, [(0, len(lay.layers), n)] if lay.layers else [], dict.fromkeys(lay.layers, n),
+                          n if _has_embed(lay) else None, n if _has_other(lay) else None)
         instances.append(_instance(
             h, policy, name=f"{policy.service_name}-node{n}", port=policy.service_port + 1 + i, cpus=tuple(sorted(cpus[n])),
             memory_nodes=[n], numa_policy="bind", numa_mask=[n], shard_map=smap, kv_bytes=kv_total, cores=cores,
@@ -632,11 +684,11 @@ def _replicate(h: _Host, lay: ModelLayout, policy: Policy, kv_total: int, cores:
 
 
 def _has_embed(lay: ModelLayout) -> bool:
-    return any(t.layer is None and shardmap.tensor_type(t.name) == "embed" for t in lay.tensors)
+    return lay.map_groups["embed"][0] > 0
 
 
 def _has_other(lay: ModelLayout) -> bool:
-    return any(t.layer is None and shardmap.tensor_type(t.name) != "embed" for t in lay.tensors)
+    return lay.map_groups["other"][0] > 0
 
 
 def _split(total: int, shares: Mapping[int, float]) -> dict[int, int]:
@@ -715,9 +767,10 @@ def plan(
     result = run(strategy)
 
     roles = []
+    inst_cpus = [_cpu_set(inst.cpus) for inst in result["instances"] if inst.cpus]
     for n in h.nodes:
         holds = result["node_bytes"].get(n.id, 0) > 0
-        threads = any(inst.cpus and set(inst.cpus) & set(n.cpus or ()) for inst in result["instances"])
+        threads = bool(n.cpus) and any(not mine.isdisjoint(n.cpus) for mine in inst_cpus)
         role = "weights+threads" if holds and threads else "weights" if holds else "threads" if threads else "unused"
         roles.append(NodeBudget(
             id=n.id, has_cpus=None if n.cpus is None else bool(n.cpus), free=h.free.get(n.id, 0 if n.size_mb == 0 else None),
@@ -806,16 +859,33 @@ def _choose(h: _Host, policy: Policy, bench: Bench | None, run: Any) -> str:
 
 def cores_from_facts(value: Any) -> dict[int, int] | None:
     """cpu -> its physical core (the lowest CPU of its group) from SMT sibling facts: a
-    mapping cpu -> list or cpulist, or a list of groups (sysfs thread_siblings_list)."""
+    mapping cpu -> list or cpulist, or a list of groups (sysfs thread_siblings_list).
+    Built once per distinct facts (a fleet has a few hardware types), copied per call: a
+    dict's copy costs less than parsing, and its lookups less than a read-only view's."""
     if value is None:
         return None
+    return _cores_of(_sibling_key(value)).copy()  # the underlying dict's copy: C speed
+
+
+def _sibling_key(value: Any) -> tuple:
+    """An exact, hashable copy of the sibling facts (a fleet repeats a few of them): a
+    group stays a string or becomes a tuple, so "036" and ["0", "3", "6"] never meet."""
+    if isinstance(value, list) and str not in set(map(type, value)):
+        return ("list", tuple(map(tuple, value)))  # the usual JSON facts: lists of ints, at C speed
+    if isinstance(value, Mapping):
+        return ("map", tuple((k, g if isinstance(g, str) else tuple(g)) for k, g in value.items()))
+    return ("list", tuple(g if isinstance(g, str) else tuple(g) for g in value))
+
+
+@lru_cache(maxsize=256)
+def _cores_of(key: tuple) -> MappingProxyType[int, int]:
     out: dict[int, int] = {}
-    groups: Iterable[Any] = value.values() if isinstance(value, Mapping) else value
+    groups = (g for _, g in key[1]) if key[0] == "map" else key[1]
     for g in groups:
         ids = parse_cpulist(g) if isinstance(g, str) else list(map(int, g))
         if ids:
             out.update(dict.fromkeys(ids, min(ids)))
-    return out
+    return MappingProxyType(out)  # shared between calls: never to be changed
 
 
 def plan_for_host(facts: Mapping[str, Any], layout: ModelLayout, bench: Bench | None, policy: Policy) -> Plan:

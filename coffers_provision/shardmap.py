@@ -155,6 +155,12 @@ def from_assignment(layer_nodes: Mapping[int, int], embed_node: int | None, othe
             ranges[-1] = (ranges[-1][0], layer, node)
         else:
             ranges.append((layer, layer, node))
+    return from_ranges(ranges, embed_node, other_node)
+
+
+def from_ranges(ranges: Sequence[tuple[int, int, int]], embed_node: int | None, other_node: int | None) -> ShardMap:
+    """`from_assignment` for an assignment already in runs: `ranges` are (first, last, node),
+    in order, with no two adjacent ones on the same node (so none can be merged)."""
     # Layerless tensors without an embed rule go to the `*` node (default 0).
     default = other_node if other_node is not None and other_node != 0 else None
     effective_default = default if default is not None else 0

@@ -10,7 +10,8 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
+from itertools import chain
 from typing import Any, Iterable
 
 from .errors import CoffersError
@@ -72,7 +73,15 @@ class Topology:
 
     @cached_property
     def all_cpus(self) -> frozenset[int]:
-        return frozenset(c for n in self.nodes for c in n.cpus or ())
+        return frozenset(chain.from_iterable(n.cpus or () for n in self.nodes))
+
+    @cached_property
+    def plain_ints(self) -> bool:
+        """Every id, CPU and distance is an int. Only then may what is derived from them be
+        shared through a memo: 1, 1.0 and True are equal as keys but print differently."""
+        cpus = tuple(chain.from_iterable(n.cpus or () for n in self.nodes))
+        distances = tuple(chain.from_iterable(self.distances or ()))
+        return _ints(tuple(n.id for n in self.nodes)) and _ints(cpus) and _ints(distances)
 
     # -- derived facts ---------------------------------------------------
     @property
@@ -141,11 +150,33 @@ class Topology:
         installed memory rounded to a GiB. Never free memory, and not the exact size either:
         a node's size moves by tens of MB across boots (kernel reservations), which must not
         restart a fleet."""
-        shape = {
-            "nodes": [[n.id, list(n.cpus or ()), None if n.size_mb is None else round(n.size_mb / 1024)] for n in self.nodes],
-            "distances": self.to_json()["distances"],
-        }
-        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+        nodes = tuple((n.id, n.cpus or (), None if n.size_mb is None else round(n.size_mb / 1024)) for n in self.nodes)
+        return (_fingerprint if self.plain_ints else _fingerprint.__wrapped__)(nodes, self.distances)
+
+
+def _ints(values: tuple) -> bool:
+    """Every value is an int, not a bool, checked at C speed: a float, Decimal or numpy
+    number makes the sum another type; a bool equals 0 or 1, so only those are looked at.
+    (Another int subclass would pass; no parser or JSON document here makes one.)"""
+    if type(sum(values)) is not int:
+        return False
+    for v in (0, 1):
+        found = values.count(v)
+        if found > 1:
+            return bool not in set(map(type, values))
+        if found and type(values[values.index(v)]) is not int:
+            return False
+    return True
+
+
+@lru_cache(maxsize=256)
+def _fingerprint(nodes: tuple[tuple[int, tuple[int, ...], int | None], ...], distances: tuple[tuple[int, ...], ...] | None) -> str:
+    """The hash of one shape, computed once per shape: a fleet has a few."""
+    shape = {
+        "nodes": [[i, list(cpus), size] for i, cpus, size in nodes],
+        "distances": [list(r) for r in distances] if distances is not None else None,
+    }
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # -- CPU / node list syntax ("0-3,8,10-14:2") --------------------------------
@@ -170,6 +201,16 @@ def parse_cpulist(text: str) -> list[int]:
             raise ValueError(f"bad CPU range {part!r} in {text!r}")
         out.extend(range(lo, hi + 1, step))
     return out
+
+
+def cpulist_of(ids: tuple[int, ...]) -> str:
+    """format_cpulist, once per list of plain ints: hosts of one hardware type share their lists."""
+    return _cpulist(ids) if _ints(ids) else format_cpulist(ids)
+
+
+@lru_cache(maxsize=256)
+def _cpulist(ids: tuple[int, ...]) -> str:
+    return format_cpulist(ids)
 
 
 def format_cpulist(ids: Iterable[int]) -> str:
