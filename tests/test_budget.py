@@ -4,16 +4,28 @@ Against hosts (apply refusing, nothing changed): tests/test_budget_fleet.py."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from hypothesis import given, strategies as st
 
-from coffers_provision.deployment.budget import READ, Live, _numa_maps_bytes, parse_live, shortfalls
-from coffers_provision.planner import NodeBudget
+from coffers_provision import modelgen
+from coffers_provision.connect.local import LocalConnector
+from coffers_provision.deployment.budget import READ, Live, _numa_maps_bytes, needs, parse_live, shortfalls, starts
+from coffers_provision.deployment.describe import describe
+from coffers_provision.deployment.inputs import ModelSource
+from coffers_provision.engine import handlers as pending
+from coffers_provision.engine.state import HostState
+from coffers_provision.facts.numa import parse_numactl
+from coffers_provision.model import read_layout
+from coffers_provision.planner import NodeBudget, Policy, plan
 from tests.c.nativebuild import PLACE, build
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 GiB = 1 << 30
 
@@ -103,3 +115,36 @@ def test_a_running_process_anonymous_memory_is_counted_from_its_numa_maps():
     files = _numa_maps_bytes([line.replace(" file=", " ") for line in text.splitlines() if " file=" in line])
     assert set(counted) == {0} and counted[0] >= 64 << 20
     assert files.get(0, 0) > 0  # there were file pages, and they were left out
+
+
+def test_a_start_is_read_from_the_hosts_state(tmp_path):
+    """`starts` on this machine (systemd is not PID 1 here), from the batch the play reads:
+    the server starts only when its files are there and the unit's command would be run by
+    verify for a description not yet answered, or a restart is pending."""
+    model, server, state_dir = tmp_path / "m.gguf", tmp_path / "llama-server", tmp_path / "state"
+    modelgen.write_model(model, modelgen.llama_spec(n_layers=2, dim=64, ffn=128))
+    state_dir.mkdir()
+    topo = parse_numactl((FIXTURES / "numactl" / "epyc-7742-2s-nps4-8node-smt-off-expanse.txt").read_text())
+
+    def dep(verify: bool = True):
+        coffers = {"model": str(model), "llama_server": str(server), "service": {"verify": verify}}
+        return describe("h", plan(topo, read_layout(model), policy=Policy(context_length=512)), ModelSource(str(model), None), coffers,
+                        state_dir=str(state_dir))
+
+    def starts_now(d) -> bool:
+        variables = {"state_dir": str(state_dir)}
+        state = HostState(LocalConnector())
+        state.prefetch(needs(d, variables))
+        assert state.round_trips == 1
+        return starts(state, d, variables)
+
+    assert not starts_now(dep())  # no llama-server yet: the unit is skipped, nothing starts
+    shutil.copy("/bin/true", server)
+    assert starts_now(dep())
+    assert not starts_now(dep(verify=False))  # without systemd only verify runs the command
+    answered = json.dumps({"fingerprint": dep().to_json()["fingerprint"]})
+    (state_dir / "deployment.json").write_text(answered)
+    (state_dir / "verified.json").write_text(answered)
+    assert not starts_now(dep())  # the very description answered already: a no-op
+    (state_dir / pending.FILE).write_text(json.dumps({"pending": ["restart llama-server"]}))
+    assert starts_now(dep())

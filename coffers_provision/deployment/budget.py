@@ -30,6 +30,7 @@ from ..connect.base import Connector
 from ..engine import handlers
 from ..engine.modules import SYSTEMD_BOOTED
 from ..engine.state import HostState, Needs
+from ..errors import HostError
 from ..planner import NodeBudget
 from ..topology import format_cpulist
 from ..units import human_bytes
@@ -146,7 +147,7 @@ def _units(dep: Deployment) -> list[str]:
 
 
 def _active_query(dep: Deployment) -> str:
-    return f"{SYSTEMD_BOOTED} || exit 0; systemctl is-active -- " + " ".join(f"'{u}'" for u in _units(dep))
+    return f"{SYSTEMD_BOOTED} || exit 0; systemctl is-active -- " + " ".join(map(shlex.quote, _units(dep)))
 
 
 def _missing_query(dep: Deployment) -> str:
@@ -197,6 +198,8 @@ def starts(state: HostState, dep: Deployment, variables: Mapping[str, Any]) -> b
 def read_live(conn: Connector, dep: Deployment, nodes: Sequence[int]) -> Live:
     tool = f"{dep.prefix.rstrip('/')}/bin/{PLACE}"
     r = conn.run(["sh", "-c", READ, "sh", tool, format_cpulist(nodes), *_units(dep), "--", *dep.model_files], timeout=READ_TIMEOUT_S)
+    if not r.ok:  # READ itself always exits 0
+        raise HostError(f"{conn.host}: reading each node's free memory failed: {(r.stderr or r.stdout).strip()}")
     return parse_live(r.stdout, tool)
 
 
