@@ -20,6 +20,7 @@ from coffers_provision.engine.modules import NOT_BOOTED
 from coffers_provision.engine.result import Status
 from coffers_provision.engine.role import RoleError, load_play
 from coffers_provision.engine.runner import Options, play_vars, run_play
+from coffers_provision.engine.state import HostState, Needs
 
 HELLO_C = "#include <stdio.h>\n#include <numa.h>\nint main(void) { printf(\"%d\\n\", numa_available() >= 0); return 0; }\n"
 
@@ -153,6 +154,30 @@ def test_check_mode_changes_no_byte_and_tells_the_truth(demo):
     real = demo(greeting="bonjour", cflags=["-O3", "-Wall"])
     assert {t for t, s in by_task(real).items() if s is Status.CHANGED} == would
     assert demo(check=True, greeting="bonjour", cflags=["-O3", "-Wall"]).counts()["changed"] == 0
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_a_guard_stops_the_play_before_any_task_and_reads_from_the_batch(demo, check):
+    """The guard sees the host's state from the play's one round trip (what it asked for in
+    `needs` too), and its answer fails the host with nothing written, in --check as well."""
+    demo()
+    before = tree_hash(demo.root)
+    probe = str(demo.root / "marker")
+    seen = []
+
+    def guard(state: HostState) -> str | None:
+        seen.append((state.read(probe), state.round_trips))
+        return "node 1 is short"
+
+    play = load_play(demo.roles / "site.yml")
+    variables = play_vars(play, {"state_dir": str(demo.root / "state"), "greeting": "changed"})
+    state = HostState(LocalConnector())
+    report = run_play("local", LocalConnector(), play, variables, Options(check=check), state=state, needs=Needs(read={probe}), guard=guard)
+    assert seen == [(b"hello", 1)] and state.round_trips == 1
+    assert report.error == "node 1 is short" and report.failed and report.results == []
+    assert tree_hash(demo.root) == before
+    passed = run_play("local", LocalConnector(), play, variables, Options(check=True), guard=lambda state: None)
+    assert passed.error is None and by_task(passed)["config"] is Status.CHANGED
 
 
 def test_check_on_a_fresh_host_writes_nothing(demo):

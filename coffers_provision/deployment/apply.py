@@ -21,7 +21,7 @@ from ..facts.cache import DEFAULT_FACTS_DIR, load_or_probe
 from ..inventory import Host, secrets_of
 from ..resources import data_dir
 from ..status import ExitStatus
-from . import verify
+from . import budget, verify
 from .describe import Deployment
 from .diff import PROVENANCE
 from .host import Sources, deployment_for
@@ -72,7 +72,11 @@ def apply_host(host: Host, conn: Connector, play: Play, settings: ApplySettings)
             raise
         return HostReport(host.name, error=str(e))
     state = HostState(conn)
-    report = run_play(host.name, conn, play, variables, settings.options, state=state, needs=verify.needs(variables))
+    needs = verify.needs(variables)
+    needs.update(budget.needs(dep, variables))
+    # before any task: a (re)start the live memory of a node cannot take fails the host unchanged
+    report = run_play(host.name, conn, play, variables, settings.options, state=state, needs=needs,
+                      guard=budget.guard(conn, dep, variables))
     if not (settings.options.check or report.failed or report.unreachable):
         verify.verify(conn, state, dep, report, variables)
     return report

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..connect.base import CommandTimeout, ConnectError, Connector
 from ..inventory.merge import MERGED_VARS, deep_merge
@@ -26,6 +26,9 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "unit_dir": "/etc/systemd/system",
 }
 MERGED = MERGED_VARS  # mappings merged key by key, as in the inventory
+# Asked once the host's state is read and before any task runs: why the play must not run
+# on this host (the host fails with that, nothing changed), or None.
+Guard = Callable[[HostState], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -109,10 +112,11 @@ def play_entries(play: Play, variables: Mapping[str, Any]) -> tuple[list[Entry],
 
 class _Play:
     def __init__(self, host: str, conn: Connector, play: Play, variables: Mapping[str, Any], options: Options,
-                 state: HostState | None = None, needs: Needs | None = None):
+                 state: HostState | None = None, needs: Needs | None = None, guard: Guard | None = None):
         self.host, self.conn, self.play, self.vars, self.options = host, conn, play, variables, options
         self.state = state or HostState(conn)
         self.extra_needs = needs
+        self.guard = guard
         self.report = HostReport(host)
         self.state_dir = str(variables.get("state_dir", ENGINE_DEFAULTS["state_dir"]))
         self.pending: list[str] = []  # handler names recorded on the host
@@ -192,6 +196,10 @@ class _Play:
                     entry.error = entry.error or f"{entry.task.where}: {e}"
                 needs.stat |= set(entry.needs_files)
         self.state.prefetch(needs)
+        if self.guard is not None:
+            self.report.error = self.guard(self.state)
+            if self.report.error is not None:
+                return self.report
         self.pending = pending_store.load(self.state, self.state_dir)
         self.notified = list(self.pending)
 
@@ -226,12 +234,13 @@ class _Play:
 
 
 def run_play(host: str, conn: Connector, play: Play, variables: Mapping[str, Any], options: Options = Options(), *,
-             state: HostState | None = None, needs: Needs | None = None) -> HostReport:
+             state: HostState | None = None, needs: Needs | None = None, guard: Guard | None = None) -> HostReport:
     """Run `play` on one host; a lost connection marks the report unreachable, results kept.
 
     A caller that looks at the host after the play passes its `state` and what it will
-    read (`needs`), so that is fetched in the play's one round trip too."""
-    p = _Play(host, conn, play, variables, options, state, needs)
+    read (`needs`), so that is fetched in the play's one round trip too; its `guard` may
+    stop the play before any task (in --check too)."""
+    p = _Play(host, conn, play, variables, options, state, needs, guard)
     try:
         return p.run()
     except ConnectError as e:
@@ -239,4 +248,4 @@ def run_play(host: str, conn: Connector, play: Play, variables: Mapping[str, Any
         return p.report
 
 
-__all__ = ["ConnectError", "Options", "play_vars", "run_play"]
+__all__ = ["ConnectError", "Guard", "Options", "play_vars", "run_play"]
