@@ -150,11 +150,8 @@ def _active_query(dep: Deployment) -> str:
     return f"{SYSTEMD_BOOTED} || exit 0; systemctl is-active -- " + " ".join(map(shlex.quote, _units(dep)))
 
 
-def _missing_query(dep: Deployment) -> str:
-    """Prints the server's files that are not on the host (a test, not a stat: the batch
-    hashes every file it stats, and the model may be hundreds of GB)."""
-    paths = " ".join(map(shlex.quote, (dep.llama_server, *dep.model_files)))
-    return f'for p in {paths}; do [ -e "$p" ] || echo "$p"; done'
+def _server_files(dep: Deployment) -> set[str]:
+    return {dep.llama_server, *dep.model_files}  # stat'ed, never hashed (the model may be hundreds of GB)
 
 
 def _paths(variables: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -167,7 +164,7 @@ def _paths(variables: Mapping[str, Any]) -> tuple[str, str, str]:
 def needs(dep: Deployment, variables: Mapping[str, Any]) -> Needs:
     """What `starts` reads, fetched with the play's own round trip."""
     state_dir, record, verified = _paths(variables)
-    return Needs(read={record, verified, handlers.path(state_dir)}, capture={SYSTEMD_BOOTED, _active_query(dep), _missing_query(dep)})
+    return Needs(stat=_server_files(dep), read={record, verified, handlers.path(state_dir)}, capture={SYSTEMD_BOOTED, _active_query(dep)})
 
 
 def _fingerprint(raw: bytes | None) -> str | None:
@@ -182,7 +179,7 @@ def starts(state: HostState, dep: Deployment, variables: Mapping[str, Any]) -> b
     """Whether this apply (re)starts a server: only where its binary and model are on the host;
     then, with systemd, when the description changes, a restart is pending or a unit is not
     active; without it, when verify runs the unit's command for a description not yet checked."""
-    if state.capture(_missing_query(dep)).stdout.strip():
+    if any(state.stat(p) is None for p in _server_files(dep)):
         return False  # the unit tasks are skipped: nothing starts
     state_dir, record, verified = _paths(variables)
     new = dep.to_json()["fingerprint"]
