@@ -87,14 +87,14 @@ def test_the_read_on_this_machine_counts_the_files_cached_pages(tmp_path):
     for f in files:
         f.read_bytes()  # every page cached
     tool = str(build(PLACE))
-    out = subprocess.run(["sh", "-c", READ, "sh", tool, "0", "no-such.service", "--", *map(str, files)],
+    out = subprocess.run(["sh", "-c", READ, "sh", tool, "0", "no-such-unit", *map(str, files)],
                          capture_output=True, text=True, timeout=120, check=True).stdout
     live = parse_live(out, tool)
     assert live.cached == {0: 4 << 20} and live.uncounted is None
     real = {int(line.split()[1]): int(line.split()[3]) * 1024 for line in Path("/sys/devices/system/node/node0/meminfo").read_text().splitlines()
             if line.split()[2] == "MemFree:"}
     assert set(live.free) == set(real) and abs(live.free[0] - real[0]) < 256 << 20  # read moments apart
-    missing = parse_live(subprocess.run(["sh", "-c", READ, "sh", str(tmp_path / "nothere"), "0", "--", str(files[0])],
+    missing = parse_live(subprocess.run(["sh", "-c", READ, "sh", str(tmp_path / "nothere"), "0", "no-such-unit", str(files[0])],
                                         capture_output=True, text=True, timeout=60, check=True).stdout, "/x/numa-shard-place")
     assert missing.cached is None and missing.uncounted == "/x/numa-shard-place is not on the host yet"
 

@@ -9,9 +9,10 @@ available:
 - the model's own pages already in the page cache there (numa-shard-place --verify, which
   asks the kernel where each cached page of each file sits), except for replicate, whose
   copies are the servers' own memory (--no-mmap): its cached pages are not reused;
-- the memory the deployment's running servers hold there outside any file mapping (their
-  KV cache, and replicate's copies), which the restart frees (systemd's MainPID of each
-  unit, /proc/PID/numa_maps).
+- the memory the running servers of the unit family hold there outside any file mapping
+  (their KV cache, and replicate's copies), which the restart frees: this form's units and
+  the other form's, which a change of strategy stops first (systemd's MainPID of each
+  active unit, /proc/PID/numa_maps).
 
 A node falls short when weights + KV cache + headroom + reserve exceed that. Whether a
 (re)start will happen is read from the play's own batch (the recorded description, the
@@ -38,17 +39,18 @@ from . import verify
 from .describe import PLACE, Deployment
 
 READ_TIMEOUT_S = 900.0  # numa-shard-place --verify asks the kernel about every cached page: ~100M for 400 GB
-# Reads only. Arguments: the placement tool, a node list it accepts, the units, --, the model's files.
+# Reads only. Arguments: the placement tool, a node list it accepts, the unit base name, the model's files.
+# Every running server of the family counts as released: one service or one instance per
+# node, of this form or of the one a change of strategy removes (the role stops it first).
 READ = r"""
-tool=$1; nodes=$2; shift 2
+tool=$1; nodes=$2; base=$3; shift 3
 awk '$3 == "MemFree:" { print "F", $2, $4 }' /sys/devices/system/node/node[0-9]*/meminfo 2>/dev/null
-while [ $# -gt 0 ] && [ "$1" != -- ]; do
-  u=$1; shift
-  [ -d /run/systemd/system ] || continue
-  pid=$(systemctl show -P MainPID -- "$u" 2>/dev/null)
-  [ "${pid:-0}" -gt 0 ] 2>/dev/null && sed 's/^/M /' "/proc/$pid/numa_maps" 2>/dev/null
-done
-shift
+if [ -d /run/systemd/system ]; then
+  for u in $(systemctl list-units --plain --no-legend --state=active -- "$base.service" "$base@*.service" 2>/dev/null | awk '{print $1}'); do
+    pid=$(systemctl show -P MainPID -- "$u" 2>/dev/null)
+    [ "${pid:-0}" -gt 0 ] 2>/dev/null && sed 's/^/M /' "/proc/$pid/numa_maps" 2>/dev/null
+  done
+fi
 if [ -x "$tool" ]; then echo C; "$tool" --interleave "$nodes" --verify --json --min-percent 0 "$@" 2>/dev/null; echo "X $?"
 else echo "C -"; fi
 exit 0
@@ -194,7 +196,7 @@ def starts(state: HostState, dep: Deployment, variables: Mapping[str, Any]) -> b
 
 def read_live(conn: Connector, dep: Deployment, nodes: Sequence[int]) -> Live:
     tool = f"{dep.prefix.rstrip('/')}/bin/{PLACE}"
-    r = conn.run(["sh", "-c", READ, "sh", tool, format_cpulist(nodes), *_units(dep), "--", *dep.model_files], timeout=READ_TIMEOUT_S)
+    r = conn.run(["sh", "-c", READ, "sh", tool, format_cpulist(nodes), dep.unit_base, *dep.model_files], timeout=READ_TIMEOUT_S)
     if not r.ok:  # READ itself always exits 0
         raise HostError(f"{conn.host}: reading each node's free memory failed: {(r.stderr or r.stdout).strip()}")
     return parse_live(r.stdout, tool)

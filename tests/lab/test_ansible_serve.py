@@ -1,9 +1,8 @@
 """The same deployment from Ansible in a real NUMA guest (docs/ansible.md): the exported
 project, run by ansible-playbook (ansible-core from the test extras) against lab4 under its
 real systemd, leaves a llama-server that answers, with the model's pages where the plan
-puts them; `status` then sees it as deployed, healthy, placed and undrifted (that either
-engine then changes nothing is checked byte for byte on the sshd fleet,
-tests/test_ansible_fleet.py). It runs first among the lab modules (file order) and leaves
+puts them; `status` then sees it as deployed, healthy, placed and undrifted, and `apply` afterwards
+changes nothing (byte for byte, both orders, on the sshd fleet: tests/test_ansible_fleet.py). It runs first among the lab modules (file order) and leaves
 lab4 quiet: units stopped, page cache dropped.
 """
 
@@ -76,3 +75,10 @@ def test_ansible_deploys_a_server_that_answers_placed_as_planned(  # type: ignor
     assert inst["state"] == "active" and inst["health"]["ok"] is True, inst
     ranges = inst["placement"]["ranges"]
     assert ranges and all(r["share"] >= 0.9 for r in ranges if r["share"] is not None), ranges
+
+    # the tool's own engine then finds nothing to do under real systemd either
+    again = cli(lab, facts, "apply")
+    recap = json.loads(again.stdout)["hosts"]["lab4"]
+    changed = [(t["role"], t["task"], t["message"], [s for s in t.get("steps", []) if s["status"] == "changed"])
+               for t in recap["tasks"] if t["status"] in ("changed", "failed")]
+    assert again.returncode == 0 and recap["changed"] == 0, changed or recap
