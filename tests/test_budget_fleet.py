@@ -21,12 +21,15 @@ import io
 import json
 import os
 import shutil
+
+import yaml
 from pathlib import Path
 
 from coffers_provision import modelgen
 from coffers_provision.cli import main
 from coffers_provision.units import human_bytes
 from tests.fleet.fleet import DEFAULT_SPECS
+from tests.test_ansible_fleet import playbook
 from tests.test_apply_fleet import apply, trees
 
 EPYC = next(s for s in DEFAULT_SPECS if s.short == "epyc")  # 8 nodes: the tiny model is sharded over all of them
@@ -142,4 +145,22 @@ def test_the_models_own_cached_pages_count_so_a_reapply_is_not_refused(make_flee
     assert rc == 3 and error_of(short, h) == (
         "the live memory of 1 node(s) cannot take this plan (read right before the restart); nothing was changed on the host\n  "
         + line(nodes[0], free - pages, f" + {human_bytes(pages)} of this model already cached", pages)), json.dumps(short, indent=1)[:3000]
+    assert trees([h]) == before
+
+
+def test_ansible_refuses_the_same_plan_with_the_same_message_and_changes_nothing(make_fleet, tmp_path):
+    """The exported project's deployment action runs the same check before any change."""
+    f, h, inv, model = host_with_model(make_fleet, tmp_path)
+    nodes = planned(f, tmp_path, inv)
+    need = nodes[1]["weight_bytes"] + nodes[1]["kv_bytes"] + nodes[1]["headroom_bytes"]
+    set_free(f, 1, need // 2 // 1024 * 1024)
+    doc = yaml.safe_load(inv.read_text())
+    doc["all"]["vars"]["ansible_python_interpreter"] = "/usr/bin/python3"
+    inv.write_text(yaml.safe_dump(doc, sort_keys=False))
+    before = trees([h])
+    rc, recap, log = playbook(f, tmp_path, inv)
+    assert rc != 0 and recap[h.name]["failed"] == 1 and recap[h.name]["changed"] == 0, log[-4000:]
+    expected = line(nodes[1], need // 2 // 1024 * 1024,
+                    "; the model's cached pages not counted: /usr/local/bin/numa-shard-place is not on the host yet")
+    assert expected in log, log[-4000:]
     assert trees([h]) == before

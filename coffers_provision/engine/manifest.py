@@ -90,9 +90,10 @@ def _sysctl(args: dict, notify: list[str]) -> tuple[dict[str, Any], list[dict[st
     return _file(args["file"], sysctl.render(settings), mode="0644", notify=notify), commands
 
 
-def compile_play(host: str, play: Play, variables: Mapping[str, Any], state: HostState) -> dict[str, Any]:
+def compile_play(host: str, play: Play, variables: Mapping[str, Any], state: HostState, extra: Needs | None = None) -> dict[str, Any]:
     """The play's steps for one host, in the order a runner of fixed phases needs them:
     directories, files, builds, commands, units, then the handlers to run when notified.
+    `extra`: what the caller reads too, fetched in the same round trip.
     Raises TaskFailed or TemplateError with the runner's own messages."""
     entries, _ = play_entries(play, variables)
     for entry in entries:
@@ -100,6 +101,8 @@ def compile_play(host: str, play: Play, variables: Mapping[str, Any], state: Hos
             raise TaskFailed(entry.error)
     live = [e for e in entries if e.args is not None and not e.skip]
     needs = Needs(capture={SYSTEMD_BOOTED}, read={pending.path(str(variables.get("state_dir", ENGINE_DEFAULTS["state_dir"])))})
+    if extra:
+        needs.update(extra)
     for e in live:
         needs.update(get(e.task.module).needs(e.args, _ctx(host, state, variables, e)))
     state.prefetch(needs)
