@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from coffers_provision.schema import problems
+
 REPO = Path(__file__).resolve().parent.parent
 MANAGED = ("/usr/local", "/etc/systemd/system", "/var/lib/coffers")
 TINY = {"layers": 4, "dim": 256, "heads": 4, "kv_heads": 4, "ffn": 512}
@@ -50,9 +52,11 @@ def apply(fleet, tmp: Path, inv: Path, *flags: str, host_vars: dict | None = Non
         env={**os.environ, "XDG_CACHE_HOME": str(tmp / "cache"), "PYTHONPATH": str(REPO)},
     )
     try:
-        return proc.returncode, json.loads(proc.stdout)
+        doc = json.loads(proc.stdout)
     except ValueError:
         raise AssertionError(f"rc {proc.returncode}: {proc.stdout}\n{proc.stderr}") from None
+    assert not problems("recap", doc), problems("recap", doc)  # every recap these tests read, as documented
+    return proc.returncode, doc
 
 
 def trees(hosts) -> dict[str, str]:
