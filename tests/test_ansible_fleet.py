@@ -156,3 +156,41 @@ def stable(facts: dict) -> dict:
     out["disk"] = {k: v for k, v in facts["disk"].items() if k != "free_bytes"}
     out["system"] = {**facts["system"], "hugepages": {k: v for k, v in facts["system"]["hugepages"].items() if k != "free"}}
     return out
+
+
+@pytest.mark.slow
+def test_the_tuning_role_under_ansible_then_apply_changes_nothing(make_fleet, tmp_path):
+    """coffers.tuning under both engines: the sysctl file and the boot-time THP line byte
+    for byte, the live knobs set once. The knobs are files in the host's own tree (a fleet
+    host shares this machine's kernel, whose settings are never touched)."""
+    fleet = make_fleet(specs=SPECS[:1])
+    h = fleet.hosts[0]
+    knobs = "/var/lib/coffers-knobs"
+    (h.upper(f"{knobs}/proc/sys/kernel")).mkdir(parents=True)
+    h.upper(f"{knobs}/proc/sys/kernel/numa_balancing").write_text("1\n")
+    h.upper(f"{knobs}/thp").write_text("[always] madvise never\n")
+    for d in ("sysctl.d", "tmpfiles.d"):  # as /etc has them
+        h.upper(f"{knobs}/{d}").mkdir()
+    inv = ansible_inventory(fleet, tmp_path, tuning={"enabled": True, "thp": "madvise"})
+    doc = yaml.safe_load(inv.read_text())
+    doc["all"]["vars"].update(proc_sys=f"{knobs}/proc/sys", thp_path=f"{knobs}/thp",
+                              sysctl_dir=f"{knobs}/sysctl.d", tmpfiles_dir=f"{knobs}/tmpfiles.d")
+    inv.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    rc, recap, log = playbook(fleet, tmp_path, inv)
+    assert rc == 0 and recap[h.name]["changed"] > 0, log[-4000:]
+    assert h.upper(f"{knobs}/proc/sys/kernel/numa_balancing").read_text() == "0\n"
+    assert h.upper(f"{knobs}/thp").read_text() == "madvise\n"
+    assert h.upper(f"{knobs}/sysctl.d/90-coffers-numa.conf").read_text().endswith("kernel.numa_balancing = 0\n")
+    assert h.upper(f"{knobs}/tmpfiles.d/coffers-thp.conf").read_text() == f"w {knobs}/thp - - - - madvise\n"
+    h.upper(f"{knobs}/thp").write_text("always [madvise] never\n")  # what the kernel shows after the write
+    tuned = {p: h.upper(f"{knobs}/{p}").read_bytes() for p in ("sysctl.d/90-coffers-numa.conf", "tmpfiles.d/coffers-thp.conf")}
+    converged = deployed(fleet.hosts)
+    rc, doc = apply(fleet, tmp_path, inv)
+    assert rc == 0 and doc["hosts"][h.name]["changed"] == 0, changed(doc, h.name)
+    assert deployed(fleet.hosts) == converged
+    assert {p: h.upper(f"{knobs}/{p}").read_bytes() for p in tuned} == tuned
+    h.upper(f"{knobs}/proc/sys/kernel/numa_balancing").write_text("1\n")  # drift: either engine sets it again
+    rc, recap, log = playbook(fleet, tmp_path, inv)
+    assert rc == 0 and recap[h.name]["changed"] == 1, log[-4000:]
+    assert h.upper(f"{knobs}/proc/sys/kernel/numa_balancing").read_text() == "0\n"

@@ -85,7 +85,7 @@ def _sysctl(args: dict, notify: list[str]) -> tuple[dict[str, Any], list[dict[st
             "argv": ["sh", "-c", 'printf "%s\\n" "$1" > "$2"', "sh", value, path],
             # the runner's comparison: the live value's words equal the wanted value's
             "unless": ["sh", "-c", 'set -- "$(cat -- "$1")" "$2"; [ "$(echo $1)" = "$(echo $2)" ]', "sh", path, value],
-            "timeout": None, "notify": notify,
+            "creates": None, "timeout": None, "notify": notify,
         })
     return _file(args["file"], sysctl.render(settings), mode="0644", notify=notify), commands
 
