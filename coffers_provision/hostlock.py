@@ -91,8 +91,10 @@ class Holder:
     proc_start: int | None = None
 
     @classmethod
-    def me(cls, command: str) -> "Holder":
-        pid = os.getpid()
+    def me(cls, command: str, pid: int | None = None) -> "Holder":
+        """This run as the holder; `pid` names the process that holds it when that is not this
+        one (an ansible-playbook whose short-lived workers take and give back the lock)."""
+        pid = pid or os.getpid()
         return cls(socket.gethostname(), pid, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command, _boot_id(), _pid_ns(),
                    _proc_start(pid))
 
@@ -133,9 +135,9 @@ def _take(conn: Connector, state_dir: str, mine: Holder, stale: str = "") -> str
     return None
 
 
-def acquire(conn: Connector, state_dir: str, command: str) -> Holder:
+def acquire(conn: Connector, state_dir: str, command: str, pid: int | None = None) -> Holder:
     """Take the host's lock or raise HostLocked naming its holder; a dead holder's lock is taken over."""
-    mine = Holder.me(command)
+    mine = Holder.me(command, pid)
     current = _take(conn, state_dir, mine)
     if current is not None:
         other = parse_holder(current)

@@ -52,7 +52,7 @@ def test_the_project_has_everything_ansible_playbook_and_ansible_builder_read(pr
     assert req["type"] == "file" and (project / req["name"]).is_file()
     with tarfile.open(project / req["name"]) as tar:
         names = set(tar.getnames())
-    assert {"plugins/modules/numa_facts.py", "plugins/action/deployment.py", "plugins/action/health.py",
+    assert {"plugins/modules/numa_facts.py", "plugins/action/deployment.py", "plugins/action/health.py", "plugins/action/lock.py",
             "roles/serve/tasks/main.yml", f"{UTILS}/facts/gather.py"} <= names
 
 

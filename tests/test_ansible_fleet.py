@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from coffers_provision.hostlock import LOCK
 from tests.fleet.fleet import DEFAULT_SPECS
 
 from .test_ansible import export
@@ -53,16 +54,27 @@ def ssh_args(fleet) -> str:
             f"-o ControlMaster=auto -o ControlPersist=60s -o ControlPath={fleet.state}/cp-%C")
 
 
-def playbook(fleet, tmp: Path, inv: Path, *flags: str) -> tuple[int, dict[str, dict[str, int]], str]:
+def exported(tmp: Path, inv: Path) -> Path:
+    """The project `export ansible` writes, once per test."""
     project = tmp / "project"
     if not project.exists():
         proc = export(inv, project)
         assert proc.returncode == 0, proc.stderr
+    return project
+
+
+def playbook_argv(fleet, tmp: Path, inv: Path, playbook_file: str, *flags: str) -> tuple[list[str], dict[str, str]]:
+    """ansible-playbook's command line and environment for the fleet."""
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp / "cache"), "ANSIBLE_NOCOLOR": "1",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "ANSIBLE_SSH_ARGS": ssh_args(fleet)}
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inv), "site.yml", *flags],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    return [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inv), playbook_file, *flags], env
+
+
+def playbook(fleet, tmp: Path, inv: Path, *flags: str) -> tuple[int, dict[str, dict[str, int]], str]:
+    project = exported(tmp, inv)
+    argv, env = playbook_argv(fleet, tmp, inv, "site.yml", *flags)
+    proc = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=900)
     recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}
              for m in RECAP.findall(proc.stdout)}
     return proc.returncode, recap, proc.stdout + proc.stderr
@@ -82,6 +94,7 @@ def test_ansible_then_apply_changes_nothing_and_a_second_playbook_neither(make_f
     assert all(recap[h.name]["changed"] > 0 and recap[h.name]["failed"] == 0 for h in fleet.hosts), recap
     assert secret not in log and "+ExecStart=" not in log and "/usr/local/include/ggml-numa-shard.h" in log
     assert all(secret in h.upper("/etc/systemd/system/coffers-llama.service").read_text() for h in fleet.hosts)
+    assert not any(h.upper(f"/var/lib/coffers/{LOCK}").exists() for h in fleet.hosts)  # the lock given back
     after_ansible = deployed(fleet.hosts)
     rc, doc = apply(fleet, tmp_path, inv)
     assert rc == 0 and {h: d["changed"] for h, d in doc["hosts"].items()} == zero(fleet), json.dumps(doc)[:3000]

@@ -11,15 +11,14 @@ from pathlib import Path
 
 from ..bench.planning import measured_results
 from ..deployment.apply import ApplySettings, apply_host, default_play_file
-from ..deployment.host import Sources
+from ..deployment.host import Sources, state_dir_of
 from ..engine.recap import exit_status, print_tasks, recap_table, to_json, write_retry
 from ..engine.result import HostReport
 from ..engine.role import load_play
-from ..engine.runner import ENGINE_DEFAULTS, Options
+from ..engine.runner import Options
 from ..facts.cache import DEFAULT_FACTS_DIR
 from ..fanout import UNREACHABLE, HostOutcome, run_hosts
 from ..hostlock import locked
-from ..inventory import Host
 from ..output import err, error, out, print_json
 from ..rollout import Step, batches, format_serial, parse_percent, parse_serial, stop_reason
 from ..status import ExitStatus
@@ -63,10 +62,6 @@ def _percent(text: str) -> float:
         return parse_percent(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def state_dir_of(host: Host) -> str:
-    return str(host.vars.get("state_dir", ENGINE_DEFAULTS["state_dir"]))
 
 
 def _report(o: HostOutcome[HostReport]) -> HostReport:

@@ -107,7 +107,7 @@ def run_fleet(args: argparse.Namespace) -> ExitStatus:
     from ..bench.run import BenchSettings, bench_host, install_play
     from ..bench.store import HostRecord, StoreError, write_run
     from ..hostlock import locked
-    from .apply import state_dir_of
+    from ..deployment.host import state_dir_of
 
     if problem := _bad_numbers(args):
         error(problem)

@@ -88,12 +88,11 @@ def _table(reports) -> None:  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> ExitStatus:
     from ..bench.planning import measured_results
     from ..deployment.apply import ApplySettings, default_play_file
-    from ..deployment.host import Sources
+    from ..deployment.host import Sources, state_dir_of
     from ..engine.role import load_play
     from ..bench import tuned as records
     from ..hostlock import locked
     from ..tune.run import TuneReport, TuneSettings, tune_host
-    from .apply import state_dir_of
 
     play = load_play(args.play or default_play_file())
     selected = select_hosts(args)

@@ -43,6 +43,11 @@ def host_coffers(host: Host, overrides: Mapping[str, Any] | None) -> dict[str, A
     return coffers
 
 
+def state_dir_of(host: Host) -> str:
+    """Where the host keeps coffers' state: its records and its lock (hostlock.py)."""
+    return str(host.vars.get("state_dir", ENGINE_DEFAULTS["state_dir"]))
+
+
 def deployment_for(host: Host, facts: Mapping[str, Any], conn: Connector | None, sources: Sources) -> tuple[Deployment, ModelSource]:
     """Plan and describe one host. Raises CoffersError subclasses (the host fails)."""
     coffers = checked_coffers(host_coffers(host, sources.overrides))
@@ -58,7 +63,7 @@ def deployment_for(host: Host, facts: Mapping[str, Any], conn: Connector | None,
     if found is not None:
         plan = replace(plan, reasons=plan.reasons + (found.note,))
     weighted = bool((facts.get("system") or {}).get("weighted_interleave", False))
-    state_dir = str(host.vars.get("state_dir", ENGINE_DEFAULTS["state_dir"]))
+    state_dir = state_dir_of(host)
     dep = describe(host.name, plan, src, coffers, kernel_weighted_interleave=weighted, state_dir=state_dir)
     if dep.warnings:
         dep = replace(dep, plan=replace(plan, warnings=plan.warnings + dep.warnings))

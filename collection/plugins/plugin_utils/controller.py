@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import multiprocessing
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from coffers_provision.deployment.describe import Deployment
 from coffers_provision.deployment.host import Sources, deployment_for
 from coffers_provision.engine.role import Play, load_play
 from coffers_provision.engine.runner import play_vars
+from coffers_provision.errors import HostError
 from coffers_provision.inventory import Host, load_inventory
 from coffers_provision.vault import default_secret
 
@@ -114,12 +116,32 @@ class Described:
     variables: dict[str, Any]
 
 
-def describe_host(action: ActionBase, task_vars: Mapping[str, Any], args: Mapping[str, Any], conn: Connector) -> Described:
+def inventory_host(task_vars: Mapping[str, Any]) -> Host:
     """The host read from ansible-playbook's own inventory sources by coffers_provision's
-    reader, planned and described by `deployment_for`, with the play's variables."""
-    name = task_vars["inventory_hostname"]
+    reader: its vars are the ones `apply` sees."""
     inv = load_inventory([Path(s) for s in task_vars.get("ansible_inventory_sources") or []], vault_secret=default_secret())
-    host = next(iter(inv.select(name)))
+    return next(iter(inv.select(task_vars["inventory_hostname"])))
+
+
+def playbook_pid() -> int:
+    """The ansible-playbook process, which holds the host's lock for the whole play.
+
+    An action plugin runs in a worker that ansible-playbook forks for one task on one host
+    (ansible.utils.multiprocessing: the fork context) and that exits when the task is done,
+    so the worker's own pid would look dead by the next task. The process that forked it
+    runs the strategy for the whole playbook and ends with it: its pid and start time are
+    what tell a live run from a killed one. multiprocessing kept that pid when it forked
+    this worker (os.getppid() would name whoever adopted the worker once the parent died)."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.pid is None:
+        raise HostError("coffers.numa.lock runs only in an ansible-playbook worker process")
+    return parent.pid
+
+
+def describe_host(action: ActionBase, task_vars: Mapping[str, Any], args: Mapping[str, Any], conn: Connector) -> Described:
+    """The host from ansible-playbook's own inventory sources (inventory_host), planned and
+    described by `deployment_for`, with the play's variables."""
+    host = inventory_host(task_vars)
     play = load_play(Path(args["play"]) if args.get("play") else default_play_file())
     sources = Sources(
         bench_results=Path(args["bench_results"]) if args.get("bench_results") else None,
