@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -83,3 +84,9 @@ def test_a_bad_inventory_is_refused_before_anything_is_written(tmp_path):
     proc = export(inv, tmp_path / "project")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"{inv}:3" in proc.stderr and not (tmp_path / "project").exists()
+
+
+def test_the_lock_action_refuses_a_bad_state_before_touching_the_host(project):
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible"), "localhost", "-m", "coffers.numa.lock", "-a", "state=taken"],
+                          cwd=project, capture_output=True, text=True, timeout=300, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    assert proc.returncode != 0 and "value of state must be one of: held, released, got: taken" in proc.stdout, proc.stdout + proc.stderr

@@ -4,12 +4,14 @@ dead holder, on the sshd fleet (tests/fleet) with ansible-core from PyPI."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,6 +23,19 @@ from .test_apply_fleet import apply
 
 STATE = "/var/lib/coffers"
 READY_S = 300  # ansible-playbook's start, the export's collection loaded, one SSH connection
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started that still run (/proc/PID/stat field 4, the parent)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def lock_of(host):
@@ -45,6 +60,9 @@ def test_a_held_host_fails_with_applys_refusal_and_changes_nothing_the_others_de
     assert deployed([held]) == before and lock_of(held).read_text() == other.text()
     assert recap[free.name]["failed"] == 0 and recap[free.name]["changed"] > 0, log[-4000:]
     assert free.upper(f"{STATE}/deployment.json").exists() and not lock_of(free).exists()  # given back after the run
+    rc, recap, log = playbook(fleet, tmp_path, inv, "--check", "--limit", held.name)  # changes nothing: takes no lock
+    assert rc == 0 and recap[held.name]["failed"] == 0, log[-4000:]
+    assert deployed([held]) == before
 
 
 @pytest.mark.fleet
@@ -61,7 +79,7 @@ def test_ansible_playbook_holds_the_lock_as_itself_apply_is_refused_and_takes_ov
     }]))
     argv, env = playbook_argv(fleet, tmp_path, inv, "hold.yml")
     with open(tmp_path / "hold.log", "w") as out:
-        proc = subprocess.Popen(argv, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + READY_S
         while not lock_of(h).exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -75,8 +93,12 @@ def test_ansible_playbook_holds_the_lock_as_itself_apply_is_refused_and_takes_ov
         assert rc == 3 and doc["hosts"][h.name]["error"] == f"{STATE}/{LOCK}: this host is being changed by {holder.describe()}; refused"
         assert doc["hosts"][h.name]["tasks"] == [] and not h.upper(f"{STATE}/deployment.json").exists()
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # ansible-playbook and its worker, as `kill -9` leaves a run
+        workers = children(proc.pid)  # each in its own session (Ansible's workers call setsid)
+        proc.kill()  # ansible-playbook, as `kill -9` leaves a run
         proc.wait()
+        for pid in workers:  # the pausing worker, which would outlive it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert holder.dead() and parse_holder(lock_of(h).read_text()) == holder  # left behind
     rc, doc = apply(fleet, tmp_path, inv)
     assert rc == 0 and doc["hosts"][h.name]["changed"] > 0, json.dumps(doc)[:3000]

@@ -17,34 +17,31 @@ from ansible_collections.coffers.numa.plugins.plugin_utils.controller import Ans
 
 from coffers_provision.deployment.host import state_dir_of
 from coffers_provision.errors import CoffersError
-from coffers_provision.hostlock import acquire, parse_holder, release
+from coffers_provision.hostlock import LOCK, acquire, parse_holder, release
 
 COMMAND = "ansible-playbook"
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("state", "holder"))
+    ARGS = {"state": {"choices": ["held", "released"], "default": "held"}, "holder": {"type": "str"}}
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
-        args = self._task.args
-        state = args.get("state", "held")
-        if state not in ("held", "released"):
-            return {**result, "failed": True, "msg": f"state must be held or released, not {state!r}"}
+        _, args = self.validate_argument_spec(self.ARGS, required_if=[("state", "released", ("holder",))])
         if self._task.check_mode:
             return {**result, "skipped": True, "msg": "check mode changes nothing: no lock taken"}
         conn = AnsibleConnector(self, task_vars["inventory_hostname"])
         try:
             state_dir = state_dir_of(inventory_host(task_vars))
-            if state == "held":
+            if args["state"] == "held":
                 mine = acquire(conn, state_dir, COMMAND, playbook_pid())
-                return {**result, "changed": False, "holder": mine.text(), "msg": f"{state_dir}/lock.json held by {mine.describe()}"}
-            holder = parse_holder(str(args.get("holder") or ""))
+                return {**result, "changed": False, "holder": mine.text(), "msg": f"{state_dir}/{LOCK} held by {mine.describe()}"}
+            holder = parse_holder(args["holder"])
             if holder is None:
-                return {**result, "failed": True, "msg": "state=released needs the holder that state=held returned"}
+                return {**result, "failed": True, "msg": "holder: not the holder that state=held returned"}
             release(conn, state_dir, holder)
         except CoffersError as e:
             return {**result, "failed": True, "msg": str(e)}
-        return {**result, "changed": False, "msg": f"{state_dir}/lock.json given back"}
+        return {**result, "changed": False, "msg": f"{state_dir}/{LOCK} given back"}
