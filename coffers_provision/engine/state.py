@@ -50,7 +50,7 @@ class Needs:
 
 
 
-def _probe_script(stat: list[str], hashed: int, read: list[str], capture: list[str], mark: str) -> str:
+def _probe_script(stat: list[str], to_hash: int, read: list[str], capture: list[str], mark: str) -> str:
     """One POSIX sh script answering everything, with as few processes on the host as it
     takes (each one costs the host a fork and exec, and a fleet shares its controller's time):
 
@@ -58,7 +58,7 @@ def _probe_script(stat: list[str], hashed: int, read: list[str], capture: list[s
     - a `B` line: one base64 of every read and capture, each followed by `\\n<mark> <status>\\n`
       (`mark` is random per script, so no file or output can forge a boundary);
     - an `H` line, then sha256sum's own lines for the regular files among the first
-      `hashed` paths of `stat`, in order.
+      `to_hash` paths of `stat`, in order.
     """
     q = shlex.quote
     lines = ["exec 2>/dev/null"]
@@ -66,7 +66,7 @@ def _probe_script(stat: list[str], hashed: int, read: list[str], capture: list[s
         lines.append("set -- " + " ".join(q(p) for p in stat))
         lines.append("stat -L -c 'S %a %u %g %U %G' -- \"$@\"")  # one line per path that exists
         # kind flags; regular files to hash are appended to "$@" (the loop walks the original list)
-        lines.append(f'i=0; for p do i=$((i+1)); if [ -f "$p" ]; then echo K f; [ $i -le {hashed} ] && set -- "$@" "$p"; '
+        lines.append(f'i=0; for p do i=$((i+1)); if [ -f "$p" ]; then echo K f; [ $i -le {to_hash} ] && set -- "$@" "$p"; '
                      'elif [ -d "$p" ]; then echo K d; elif [ -e "$p" ]; then echo K o; else echo K -; fi; done')
         lines.append(f"shift {len(stat)}")
     if read or capture:
@@ -96,8 +96,8 @@ def _framed(blob: str, mark: str, count: int) -> list[tuple[int, bytes]]:
 def _parse(stat: list[str], to_hash: int, read: list[str], capture: list[str], text: str, mark: str) -> tuple[dict, dict, dict]:
     tagged: dict[str, list[str]] = {"K": [], "S": [], "B": []}
     lines = text.splitlines()
-    hashed = lines.index("H") if "H" in lines else len(lines)
-    for line in lines[:hashed]:
+    h_line = lines.index("H") if "H" in lines else len(lines)
+    for line in lines[:h_line]:
         tag, _, rest = line.partition(" ")
         if tag in tagged:
             tagged[tag].append(rest)
@@ -108,7 +108,7 @@ def _parse(stat: list[str], to_hash: int, read: list[str], capture: list[str], t
     files = [p for p, k in zip(stat[:to_hash], kinds) if k == "f"]
     if len(tagged["S"]) != len(existing) or len(tagged["B"]) != (1 if read or capture else 0):
         raise ProbeError("the host's answers do not line up (a path changed while it was read?)")
-    hashes = [h.removeprefix("\\").split(" ", 1)[0] for h in lines[hashed + 1:]]
+    hashes = [h.removeprefix("\\").split(" ", 1)[0] for h in lines[h_line + 1:]]
     if len(hashes) != len(files):
         raise ProbeError("the host's hashes do not line up")
     sha = dict(zip(files, hashes))
